@@ -1,0 +1,146 @@
+"""One frozen configuration, built once at the edge: defaults ← TOML file ← RAG_* env ← CLI flags.
+
+    >>> cfg = load_config(overrides={"top_k": 3})
+    >>> cfg.top_k
+    3
+
+The TOML file is `rag.toml` in the working directory, or the path in `RAG_CONFIG` / `--config`.
+Environment variables are the field names upper-cased with a `RAG_` prefix (`RAG_INDEX_DIR`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from rag.errors import ConfigError
+
+DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- where things live
+    index_dir: Path = Path("rag-index")  # in the working directory, so a project folder owns its index
+    docs_dir: Path | None = None  # the collection's documents folder (UI uploads land here)
+
+    # --- loading
+    max_file_mb: float = 200.0  # larger files are reported, not read: a 2-core machine chokes on more
+    follow_symlinks: bool = True  # loops are detected either way
+
+    # --- chunking: all-MiniLM-L6-v2 truncates at 256 word pieces; 200 leaves room for the overlap
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 32
+
+    # --- embedding
+    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_backend: str = "torch"  # torch | onnx | onnx-int8 (see eval.bench for the trade-off)
+    embed_batch_size: int = 32
+    embed_device: str = "cpu"
+    embed_languages: str = "auto"  # auto: from the model name; or e.g. "en" / "multi"
+
+    # --- index
+    dense_exact_max: int = 50_000  # Flat (exact) up to here, HNSW above: Flat at 100k costs ~15 ms/query
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128  # recall@10 vs Flat ≥ 0.95 measured at 100k (eval.bench)
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+
+    # --- retrieval
+    fusion: str = "auto"  # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
+    fusion_alpha: float = 0.5  # dense weight of the score fusion: best R@5 on SQuAD and nDCG@10 on Cranfield (eval.retrieval)
+    candidates: int = 100  # per retriever, before fusion
+    top_k: int = 5  # sources given to the generator
+
+    # --- reranking
+    rerank: bool = True
+    reranker_model: str = DEFAULT_RERANKER
+    rerank_candidates: int = 20
+
+    # --- generation
+    llm_model: str = ""  # a .gguf path or 'repo_id/file.gguf'; empty: look in models/, else extractive
+    n_gpu_layers: int = 0  # 0 = CPU, -1 = offload all (Metal/CUDA builds)
+    n_ctx: int = 4096
+    n_threads: int = 0  # 0 = physical cores
+    temperature: float = 0.1
+    seed: int = 0
+    max_answer_tokens: int = 512
+    chat_prefix_cache: bool = True  # reuse the KV cache of a conversation's shared prefix across turns
+
+    # --- trust
+    abstain_threshold: float = 0.0  # filled from calibration; see rag.abstain
+    support_threshold: float = 0.5
+    verifier: str = "offline"  # offline | nli:<hf name> | llm
+
+    # --- concurrency
+    lock_wait_s: float = 0.0  # 0: a second ingest is refused at once; >0: wait that long for the lock
+
+    def with_overrides(self, **changes: Any) -> "Config":
+        return replace(self, **{k: _coerce(k, v) for k, v in changes.items() if v is not None})
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    types_ = _field_types()
+    if name not in types_:
+        raise ConfigError(f"unknown setting {name!r} (known: {', '.join(sorted(types_))})")
+    kind = types_[name]
+    optional = False
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional, kind = True, args[0]
+    if value is None or (optional and value == ""):
+        return None if optional else value
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                    raise ValueError(value)
+                return low in {"1", "true", "yes", "on"}
+            return bool(value)
+        if kind is Path:
+            return Path(value).expanduser()
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from err
+
+
+def load_config(toml_path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults ← TOML ← environment ← overrides (CLI flags; None values are ignored)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = Path(toml_path) if toml_path else Path(env["RAG_CONFIG"]) if env.get("RAG_CONFIG") else None
+    if path is None and Path("rag.toml").is_file():
+        path = Path("rag.toml")
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as err:
+            raise ConfigError(f"config file {path} does not exist (fix: create it or drop --config)") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+        values.update(data.get("rag", data))
+    for name in _field_types():
+        key = "RAG_" + name.upper()
+        if key in env:
+            values[name] = env[key]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return Config().with_overrides(**values)
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    """JSON-ready view, for manifests and reports."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,124 @@
+"""Answers without an LLM: the sentences of the retrieved chunks that best match the question.
+
+    >>> extractive_answer("How much memory does a 7B model need?", hits)        # doctest: +SKIP
+    'A 7B model quantized to Q4_K_M needs about 4.8 GB of memory.[2]'
+
+Every sentence of every hit is a candidate; hit i is cited as [i + 1], the numbering
+`rag.cite.resolve` expects. A candidate's score is
+
+    coverage + 0.15 / rank  (+ 0.5 · cosine(question, sentence) when an embedder is given)
+
+where coverage is the idf-weighted share of the question's terms (`rag.tokenize` tokens: stemmed
+words, CJK bigrams) that the sentence contains, idf taken over the candidate sentences as in BM25.
+The best sentence is kept, then up to `max_sentences - 1` more that bring query terms not covered
+yet and score at least 60 % of the best. Sentences of one hit keep their order in the document;
+hits are ordered by their best selected sentence.
+
+Deliberately skipped: term-frequency saturation and length normalisation (a sentence is short
+enough that containing a term is what counts), and rewriting or shortening sentences: the answer
+is document text, verbatim but for whitespace and the document's own footnote markers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rag.cite import split_sentences, strip_markers
+from rag.records import Hit
+from rag.tokenize import tokenize
+
+RANK_WEIGHT = 0.15  # enough to break near-ties in favour of the better-ranked chunk, no more
+EMBED_WEIGHT = 0.5  # cosine of MiniLM-like models sits in 0.2..0.8: half a term's coverage
+KEEP_SHARE = 0.6  # an extra sentence must score at least this share of the best one
+_CJK_END = "。！？"
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    hit: int  # 0-based rank of the hit
+    start: int  # offset in the chunk text, for document order
+    text: str
+    terms: frozenset[str]
+
+
+def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int = 3,
+                      embed: Callable[[list[str]], np.ndarray] | None = None) -> str:
+    """Up to `max_sentences` document sentences, each ending with its source marker `[n]`.
+
+    Sentences are joined by a space, or by nothing after Chinese end punctuation.
+    Empty `hits` (or hits without text) → "".
+    """
+    candidates = _candidates(hits)
+    if not candidates:
+        return ""
+    query = set(tokenize(question))
+    scores = _coverage(query, candidates)
+    scores += np.array([RANK_WEIGHT / (c.hit + 1) for c in candidates])
+    if embed is not None:
+        vectors = np.asarray(embed([question] + [c.text for c in candidates]), dtype=np.float32)
+        scores += EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
+
+    order = sorted(range(len(candidates)), key=lambda k: (-scores[k], candidates[k].hit, candidates[k].start))
+    best = order[0]
+    chosen = [best]
+    covered = candidates[best].terms & query
+    for k in order[1:]:
+        if len(chosen) >= max_sentences or scores[k] < KEEP_SHARE * scores[best]:
+            break
+        new = (candidates[k].terms & query) - covered
+        if not new or any(candidates[k].text == candidates[j].text for j in chosen):
+            continue
+        chosen.append(k)
+        covered |= new
+
+    hit_order = list(dict.fromkeys(candidates[k].hit for k in chosen))  # by best selected sentence
+    chosen.sort(key=lambda k: (hit_order.index(candidates[k].hit), candidates[k].start))
+    answer = previous = ""
+    for k in chosen:
+        if answer and not previous.endswith(tuple(_CJK_END)):
+            answer += " "
+        previous = _terminated(candidates[k].text)
+        answer += f"{previous}[{candidates[k].hit + 1}]"
+    return answer
+
+
+def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:
+    out = []
+    for i, hit in enumerate(hits):
+        text = hit.chunk.text
+        for a, b in split_sentences(text):
+            sentence = strip_markers(" ".join(text[a:b].split()))
+            terms = frozenset(tokenize(sentence))
+            if terms:
+                out.append(_Candidate(i, a, sentence, terms))
+    return out
+
+
+def _coverage(query: set[str], candidates: list[_Candidate]) -> np.ndarray:
+    """Idf-weighted share of the query terms each candidate contains, 0..1.
+
+    Terms no candidate contains still count in the denominator: a question half about something
+    the chunks never mention is half answered at best.
+    """
+    if not query:
+        return np.zeros(len(candidates))
+    n = len(candidates)
+    idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5))
+           for t in query for df in [sum(1 for c in candidates if t in c.terms)]}
+    total = sum(idf.values())
+    return np.array([sum(idf[t] for t in query & c.terms) / total for c in candidates])
+
+
+def _terminated(sentence: str) -> str:
+    """The sentence with end punctuation, so that its marker closes it for `split_sentences`.
+
+    >>> _terminated("Memory use"), _terminated("内存"), _terminated("Done.")
+    ('Memory use.', '内存。', 'Done.')
+    """
+    tail = sentence.rstrip("\"'”’」』）)»")
+    if tail.endswith((".", "!", "?", "…", *_CJK_END)):
+        return sentence
+    return sentence + ("。" if "\u3400" <= sentence[-1] <= "\u9fff" else ".")

@@ -1,0 +1,249 @@
+"""Generation: the `Generator` protocol and its llama-cpp-python backend for local GGUF models.
+
+A generator turns chat messages into streamed text pieces. The chat template comes from the GGUF
+metadata (`tokenizer.chat_template`), which llama-cpp-python applies when no chat_format is given,
+so any instruct GGUF works without per-model prompt code. Offload is `n_gpu_layers` passed straight
+through (-1 = all layers; the same setting works on CUDA and Metal builds, and is ignored by CPU
+builds).
+
+Model lifetime: nothing is cached at module level. `load_generator` loads the model each time it is
+called; the `Pipeline` that calls it once owns the generator for the life of the process (the app
+keeps its Pipeline in `st.cache_resource`). A llama.cpp context is not re-entrant, so every
+generation holds the generator's lock; token counting only reads the vocabulary and does not.
+
+Deliberately skipped: remote APIs (no cloud calls), tool calling, grammars, multimodal projectors.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence, runtime_checkable
+
+from rag.errors import MissingDependencyError, ModelNotFoundError, RagError
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]  # {'role': 'system' | 'user' | 'assistant', 'content': ...}
+
+
+@runtime_checkable
+class Generator(Protocol):
+    name: str
+    context_window: int  # tokens, prompt and answer together
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]: ...
+
+
+def complete(gen: Generator, messages: list[Message], **kw) -> str:
+    """The whole answer at once: `stream` joined."""
+    return "".join(gen.stream(messages, **kw))
+
+
+class LlamaCppGenerator:
+    """A GGUF model run by llama-cpp-python.
+
+    `seed` is passed with every request, so the same messages at the same temperature give the same
+    answer (at temperature 0 decoding is greedy anyway). `chat_prefix_cache` keeps the KV state of
+    earlier prompts in RAM (llama-cpp's LlamaRAMCache), so a follow-up turn that repeats the
+    conversation so far only evaluates the new tokens.
+    """
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_gpu_layers: int = 0, n_threads: int = 0,
+                 seed: int = 0, temperature: float = 0.1, verbose: bool = False, chat_prefix_cache: bool = True,
+                 cache_bytes: int = 1 << 30) -> None:
+        try:
+            import llama_cpp
+        except ImportError as err:
+            raise MissingDependencyError("llama_cpp", "llm") from err
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF model {str(path)!r} does not exist (fix: `python -m rag.models pull NAME` "
+                                     "or set llm_model to the path of a .gguf file)")
+        self.path = path
+        self.name = path.name
+        self.seed = seed
+        self.temperature = temperature
+        self.n_gpu_layers = n_gpu_layers
+        self.n_threads = n_threads or physical_cores()
+        self._lock = threading.Lock()
+        try:
+            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                                       n_threads=self.n_threads, seed=seed, verbose=verbose)
+        except (ValueError, RuntimeError) as err:  # llama-cpp reports a bad file as "Failed to load model"
+            raise ModelNotFoundError(f"could not load GGUF model {str(path)!r}: {err} (fix: check the file is a "
+                                     "complete download of a model this llama-cpp-python version supports, "
+                                     "or upgrade llama-cpp-python)") from err
+        if chat_prefix_cache:
+            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+        self.context_window = int(self.llm.n_ctx())
+        self.offload = _describe_offload(llama_cpp, n_gpu_layers, self.n_layers)
+
+    @property
+    def n_layers(self) -> int:
+        arch = self.llm.metadata.get("general.architecture", "")
+        return int(self.llm.metadata.get(f"{arch}.block_count", 0) or 0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        """Text pieces as the model produces them; at most `max_tokens` tokens.
+
+        The lock is held until the iterator is exhausted or closed: consume it fully, or close it
+        (a `for` loop that breaks should be wrapped in `contextlib.closing`).
+        """
+        if max_tokens < 1:
+            return  # llama-cpp reads 0 as "unlimited"; here it means no room left
+        temp = self.temperature if temperature is None else temperature
+        with self._lock:
+            try:
+                chunks = self.llm.create_chat_completion(
+                    messages=list(messages), stream=True, max_tokens=max_tokens, temperature=temp,
+                    stop=list(stop), seed=self.seed)
+                for chunk in chunks:
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        yield piece
+            except ValueError as err:
+                if "exceed context window" not in str(err):
+                    raise
+                raise RagError(f"the prompt does not fit the model's context window of {self.context_window} "
+                               f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
+
+
+def _describe_offload(llama_cpp, n_gpu_layers: int, n_layers: int) -> str:
+    """'CPU', 'GPU: all layers (CUDA)' or 'GPU: 20 of 28 layers (Metal)', for the UI and logs."""
+    if n_gpu_layers == 0:
+        return "CPU"
+    if not llama_cpp.llama_supports_gpu_offload():
+        return "CPU (this llama-cpp-python build has no GPU support; n_gpu_layers is ignored)"
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    backend = next((b for b in ("CUDA", "Metal", "Vulkan", "ROCm", "HIP", "SYCL") if b in info), "GPU")
+    if n_gpu_layers < 0 or (n_layers and n_gpu_layers >= n_layers):
+        return f"GPU: all layers ({backend})"
+    return f"GPU: {n_gpu_layers} of {n_layers} layers ({backend})" if n_layers else \
+        f"GPU: {n_gpu_layers} layers ({backend})"
+
+
+# --- finding a GGUF file --------------------------------------------------------------------
+
+def resolve_gguf(spec: str, *, search_dirs: Sequence[Path] = (Path("models"),)) -> Path | None:
+    """The GGUF file `spec` names, found without the network.
+
+    spec '' → the first *.gguf in `search_dirs` (recommended models first, then by name), or None.
+    Otherwise: an existing file (or a folder to search); a recommended name such as 'qwen2.5-1.5b'
+    (see `python -m rag.models list`); or 'owner/repo/file.gguf' / 'owner/repo:file.gguf' from the
+    local Hugging Face cache. A spec that names nothing raises ModelNotFoundError with the fix.
+    """
+    from rag.models import RECOMMENDED, find_recommended, parse_hf_spec
+
+    spec = spec.strip()
+    if not spec:
+        return _first_gguf(search_dirs, [m.file for m in RECOMMENDED])
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        found = _first_gguf([path], [m.file for m in RECOMMENDED])
+        if found:
+            return found
+        raise ModelNotFoundError(f"no .gguf file in {str(path)!r} (fix: `python -m rag.models pull NAME --dir "
+                                 f"{path}` or copy a GGUF model there)")
+    rec = find_recommended(spec)
+    if rec is not None:
+        for d in search_dirs:
+            if (Path(d) / rec.file).is_file():
+                return Path(d) / rec.file
+        repo, file = rec.repo, rec.file
+    else:
+        repo, file = parse_hf_spec(spec) or (None, None)
+    if repo and file:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            return Path(hf_hub_download(repo, file, local_files_only=True))
+        except Exception:  # noqa: BLE001 - any miss in the cache means "not here"
+            pass
+    name = rec.name if rec else "NAME"
+    raise ModelNotFoundError(
+        f"GGUF model {spec!r} not found: not an existing file, not in {', '.join(str(d) for d in search_dirs)}, "
+        f"not in the local Hugging Face cache (fix: `python -m rag.models pull {name}` "
+        "(see `python -m rag.models list`), or set llm_model to the path of a .gguf file)")
+
+
+_LATER_SHARD = re.compile(r"-(?!00001)\d{5}-of-\d{5}\.gguf$")  # llama.cpp loads a split model from shard 1
+
+
+def _first_gguf(dirs: Sequence[Path], preferred: Sequence[str]) -> Path | None:
+    """Recommended files first (in table order), then the rest by name; projectors and later shards skipped."""
+    files = sorted(p for d in dirs if Path(d).is_dir() for p in Path(d).glob("*.gguf")
+                   if p.is_file() and "mmproj" not in p.name.lower() and not _LATER_SHARD.search(p.name))
+    rank = {name.lower(): i for i, name in enumerate(preferred)}
+    files.sort(key=lambda p: rank.get(p.name.lower(), len(rank)))  # stable: name order within a rank
+    return files[0] if files else None
+
+
+def load_generator(cfg) -> Generator | None:
+    """The configured generator, or None when no model is configured and none is in models/.
+
+    cfg: rag.config.Config. A configured model that cannot be found raises ModelNotFoundError:
+    the user asked for it, so silently answering extractively would hide the mistake.
+    """
+    path = resolve_gguf(cfg.llm_model)
+    if path is None:
+        return None
+    gen = LlamaCppGenerator(path, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
+                            seed=cfg.seed, temperature=cfg.temperature,
+                            chat_prefix_cache=getattr(cfg, "chat_prefix_cache", True))
+    log.info("generator %s loaded: %s, %d threads, context %d", gen.name, gen.offload, gen.n_threads,
+             gen.context_window)
+    return gen
+
+
+# --- threads --------------------------------------------------------------------------------
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process: llama.cpp runs slower on hyper-threads.
+
+    Linux: distinct (physical id, core id) pairs in /proc/cpuinfo, capped by the CPUs this process
+    may run on; macOS: `sysctl hw.physicalcpu`; elsewhere os.cpu_count().
+    """
+    n = 0
+    if platform.system() == "Linux":
+        try:
+            n = count_physical_cores(Path("/proc/cpuinfo").read_text(errors="replace"))
+        except OSError:
+            n = 0
+    elif platform.system() == "Darwin":
+        try:
+            n = int(subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True,
+                                   timeout=5).stdout.strip() or 0)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            n = 0
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(n, available) if n else available)
+
+
+def count_physical_cores(cpuinfo: str) -> int:
+    """Distinct (physical id, core id) pairs; 0 when the file does not list them (some ARM kernels).
+
+    >>> count_physical_cores("physical id : 0\\ncore id : 0\\n\\nphysical id : 0\\ncore id : 0\\n\\n"
+    ...                      "physical id : 0\\ncore id : 1\\n")
+    2
+    """
+    cores: set[tuple[str, str]] = set()
+    for block in re.split(r"\n\s*\n", cpuinfo):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "core id" in fields:
+            cores.add((fields.get("physical id", "0"), fields["core id"]))
+    return len(cores)

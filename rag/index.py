@@ -1,0 +1,377 @@
+"""The on-disk index: one folder per generation, switched atomically, opened read-only.
+
+Layout of `<index_dir>/`:
+
+    CURRENT              name of the live generation, replaced atomically (os.replace)
+    .lock                held (flock) by the one ingest that may write
+    last_ingest.json     the summary of the latest ingest run, no-op runs included
+    gen-000007/
+        manifest.json    schema version, embedding model and dimension, counts, dense index type
+        chunks.sqlite    chunks (row = position in the vector/BM25 arrays) and files (content hashes)
+        vectors.npy      float32 L2-normalised embeddings, row-aligned with chunks (memory-mapped)
+        dense.faiss      FAISS inner-product index over vectors (Flat, or HNSW above a size)
+        bm25/            bm25s arrays (memory-mapped)
+
+Writers build a complete generation in a temporary folder, fsync it, rename it into place and
+only then point CURRENT at it, so a kill at any moment leaves the previous generation intact.
+Deliberately skipped: in-place updates (every ingest writes a whole generation; unchanged chunks
+are copied, not re-embedded).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rag.errors import IndexMissingError, IndexStateError, ModelMismatchError
+from rag.records import Chunk
+
+SCHEMA_VERSION = 1
+CURRENT = "CURRENT"
+GEN_PREFIX = "gen-"
+REBUILD_HINT = "python -m rag.ingest <folder> --rebuild"
+
+_SCHEMA = """
+CREATE TABLE chunks (
+    row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, pages TEXT NOT NULL, heading TEXT NOT NULL,
+    text TEXT NOT NULL, tokens TEXT NOT NULL
+);
+CREATE INDEX chunks_source ON chunks(source);
+CREATE TABLE files (
+    source TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER NOT NULL, kind TEXT NOT NULL,
+    title TEXT NOT NULL, pages INTEGER NOT NULL, chunks INTEGER NOT NULL, paginated INTEGER NOT NULL,
+    ingested_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source: str
+    hash: str
+    size: int
+    kind: str
+    title: str
+    pages: int
+    chunks: int
+    paginated: bool
+    ingested_at: float
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    """The live generation folder, or None when nothing was ever committed."""
+    try:
+        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    if not name.startswith(GEN_PREFIX) or "/" in name or not (index_dir / name).is_dir():
+        raise IndexStateError(f"{index_dir / CURRENT} points to {name!r}, which is not a generation folder "
+                              f"(fix: {REBUILD_HINT})")
+    return index_dir / name
+
+
+def read_manifest(gen: Path) -> dict:
+    try:
+        return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise IndexStateError(f"{gen / 'manifest.json'} is missing or damaged ({err}) (fix: {REBUILD_HINT})") from err
+
+
+def check_compatible(manifest: dict, gen: Path, *, embed_model: str | None) -> None:
+    """Refuse indexes from another schema or embedding model, with the fix in the message."""
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise IndexStateError(f"index {gen} has schema version {version!r}, this program reads {SCHEMA_VERSION} "
+                              f"(fix: {REBUILD_HINT})")
+    if embed_model is not None and manifest.get("embed_model") != embed_model:
+        raise ModelMismatchError(
+            f"index {gen.parent} was built with embedding model {manifest.get('embed_model')!r}, but the configured "
+            f"model is {embed_model!r}; vectors from different models cannot be compared "
+            f"(fix: rebuild with `{REBUILD_HINT}`, or set RAG_EMBED_MODEL={manifest.get('embed_model')})")
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    con = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    con.execute("PRAGMA query_only = ON" if readonly else "PRAGMA journal_mode = OFF")
+    return con
+
+
+def row_to_chunk(row: Sequence) -> Chunk:
+    cid, source, ordinal, start, end, pages, heading, text = row
+    return Chunk(id=cid, source=source, text=text, start=start, end=end, pages=tuple(json.loads(pages)),
+                 heading_path=tuple(json.loads(heading)), ordinal=ordinal)
+
+
+CHUNK_COLUMNS = 'id, source, ordinal, start, "end", pages, heading, text'
+
+
+class Index:
+    """A read-only view of one generation. Thread-safe for concurrent searches."""
+
+    def __init__(self, gen: Path, manifest: dict) -> None:
+        import faiss
+
+        self.path = gen
+        self.manifest = manifest
+        self.n_chunks = int(manifest["chunks"])
+        self._db = connect(gen / "chunks.sqlite", readonly=True)
+        self._db_lock = threading.Lock()
+        try:
+            self.vectors = np.load(gen / "vectors.npy", mmap_mode="r")
+            self.dense = faiss.read_index(str(gen / "dense.faiss")) if self.n_chunks else None
+            self.bm25 = _load_bm25(gen / "bm25") if self.n_chunks else None
+        except Exception as err:  # noqa: BLE001 - any damage reads the same to the user
+            raise IndexStateError(f"index generation {gen} is damaged ({type(err).__name__}: {err}) "
+                                  f"(fix: {REBUILD_HINT})") from err
+        if self.vectors.shape[0] != self.n_chunks or (self.dense is not None and self.dense.ntotal != self.n_chunks):
+            raise IndexStateError(f"index generation {gen} is inconsistent: manifest says {self.n_chunks} chunks, "
+                                  f"vectors hold {self.vectors.shape[0]} (fix: {REBUILD_HINT})")
+        if self.dense is not None and hasattr(self.dense, "hnsw"):
+            self.dense.hnsw.efSearch = int(manifest.get("hnsw_ef_search", 128))
+        self._paginated = {r.source: r.paginated for r in self.files()}
+
+    @classmethod
+    def open(cls, index_dir: str | Path, *, embed_model: str | None = None) -> "Index":
+        index_dir = Path(index_dir)
+        gen = current_generation(index_dir)
+        if gen is None:
+            raise IndexMissingError(f"no index at {index_dir} yet (fix: python -m rag.ingest <folder> "
+                                    f"--index {index_dir})")
+        manifest = read_manifest(gen)
+        check_compatible(manifest, gen, embed_model=embed_model)
+        return cls(gen, manifest)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def embed_model(self) -> str:
+        return self.manifest["embed_model"]
+
+    def is_paginated(self, source: str) -> bool:
+        return self._paginated.get(source, False)
+
+    def chunks(self, rows: Iterable[int]) -> list[Chunk]:
+        rows = [int(r) for r in rows]
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        with self._db_lock:
+            found = {r[0]: row_to_chunk(r[1:]) for r in self._db.execute(
+                f"SELECT row, {CHUNK_COLUMNS} FROM chunks WHERE row IN ({marks})", rows)}
+        return [found[r] for r in rows]
+
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
+        with self._db_lock:
+            r = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return row_to_chunk(r) if r else None
+
+    def source_chunks(self, source: str) -> list[Chunk]:
+        with self._db_lock:
+            rows = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE source = ? ORDER BY ordinal",
+                                    (source,)).fetchall()
+        return [row_to_chunk(r) for r in rows]
+
+    def files(self) -> list[FileRecord]:
+        with self._db_lock:
+            rows = self._db.execute("SELECT source, hash, size, kind, title, pages, chunks, paginated, ingested_at "
+                                    "FROM files ORDER BY source").fetchall()
+        return [FileRecord(*r[:7], bool(r[7]), r[8]) for r in rows]
+
+    # --- scoring primitives; rag.retrieve combines them
+
+    def bm25_scores(self, tokens: list[str]) -> np.ndarray:
+        """BM25 score of every chunk for these query tokens (zeros when none is in the vocabulary)."""
+        if self.bm25 is None:
+            return np.zeros(0, dtype=np.float32)
+        ids = self.bm25.get_tokens_ids(tokens)
+        if not ids:
+            return np.zeros(self.n_chunks, dtype=np.float32)
+        return np.asarray(self.bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+    def dense_search(self, query_vec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, inner-product scores) of the k nearest chunks."""
+        if self.dense is None or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores, rows = self.dense.search(np.asarray(query_vec, dtype=np.float32).reshape(1, -1), min(k, self.n_chunks))
+        keep = rows[0] >= 0
+        return rows[0][keep], scores[0][keep]
+
+    def dense_scores(self, query_vec: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact inner products for given rows (used to score lexical candidates densely)."""
+        if len(rows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        order = np.argsort(rows)
+        out = np.empty(len(rows), dtype=np.float32)
+        out[order] = np.asarray(self.vectors[np.asarray(rows)[order]]) @ np.asarray(query_vec, dtype=np.float32)
+        return out
+
+
+def _load_bm25(path: Path):
+    import bm25s
+
+    model = bm25s.BM25.load(str(path), mmap=True, show_progress=False)
+    return model
+
+
+# --- writing a generation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A chunk as stored: the record plus its lexical tokens (kept so unchanged chunks are not re-tokenized)."""
+
+    chunk: Chunk
+    tokens: str  # space-joined; tokens never contain spaces
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    for d in [path, *[p for p in path.rglob("*") if p.is_dir()]]:
+        _fsync_dir(d)
+
+
+def next_generation_name(index_dir: Path) -> str:
+    nums = [int(p.name[len(GEN_PREFIX):]) for p in index_dir.glob(GEN_PREFIX + "*")
+            if p.is_dir() and p.name[len(GEN_PREFIX):].isdigit()]
+    return f"{GEN_PREFIX}{max(nums, default=0) + 1:06d}"
+
+
+def build_dense(vectors: np.ndarray, *, exact_max: int, hnsw_m: int, ef_search: int):
+    """Flat (exact) inner product up to `exact_max` vectors, HNSW above it."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= exact_max:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = ef_search
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def write_generation(index_dir: Path, *, rows: Sequence[ChunkRow], vectors: np.ndarray, files: Sequence[FileRecord],
+                     manifest: dict, bm25_k1: float, bm25_b: float, exact_max: int, hnsw_m: int,
+                     ef_search: int) -> Path:
+    """Write a complete generation next to the live one and switch CURRENT to it atomically.
+
+    `rows` must already be in their final order (source, ordinal) and aligned with `vectors`.
+    """
+    import faiss
+
+    index_dir.mkdir(parents=True, exist_ok=True)
+    name = next_generation_name(index_dir)
+    tmp = index_dir / f".tmp-{name}-{os.getpid()}"
+    tmp.mkdir()
+    con = connect(tmp / "chunks.sqlite", readonly=False)
+    con.executescript(_SCHEMA)
+    con.executemany(
+        'INSERT INTO chunks (row, id, source, ordinal, start, "end", pages, heading, text, tokens) '
+        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        ((i, r.chunk.id, r.chunk.source, r.chunk.ordinal, r.chunk.start, r.chunk.end, json.dumps(r.chunk.pages),
+          json.dumps(r.chunk.heading_path, ensure_ascii=False), r.chunk.text, r.tokens) for i, r in enumerate(rows)))
+    con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?)",
+                    ((f.source, f.hash, f.size, f.kind, f.title, f.pages, f.chunks, int(f.paginated), f.ingested_at)
+                     for f in files))
+    con.commit()
+    con.close()
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    np.save(tmp / "vectors.npy", vectors)
+    dense = build_dense(vectors, exact_max=exact_max, hnsw_m=hnsw_m, ef_search=ef_search)
+    faiss.write_index(dense, str(tmp / "dense.faiss"))
+    if rows:
+        import bm25s
+
+        bm25 = bm25s.BM25(k1=bm25_k1, b=bm25_b)
+        bm25.index([r.tokens.split() or [""] for r in rows], show_progress=False)
+        bm25.save(str(tmp / "bm25"), show_progress=False)
+    manifest = {**manifest, "schema_version": SCHEMA_VERSION, "generation": name, "chunks": len(rows),
+                "files": len(files), "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+                "dense_index": "flat" if len(vectors) <= exact_max else f"hnsw(M={hnsw_m})",
+                "hnsw_ef_search": ef_search, "bm25": {"k1": bm25_k1, "b": bm25_b}}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    _fsync_tree(tmp)
+    final = index_dir / name
+    os.rename(tmp, final)
+    _fsync_dir(index_dir)
+    pointer = index_dir / f".{CURRENT}.tmp-{os.getpid()}"
+    with open(pointer, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(pointer, index_dir / CURRENT)  # the commit point
+    _fsync_dir(index_dir)
+    return final
+
+
+def collect_garbage(index_dir: Path, *, keep: int = 2) -> None:
+    """Remove abandoned temporary folders and all but the newest `keep` generations (readers of the
+    previous generation keep working while a new one goes live)."""
+    import shutil
+
+    live = current_generation(index_dir)
+    for p in index_dir.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in index_dir.glob(f".{CURRENT}.tmp-*"):
+        p.unlink(missing_ok=True)
+    gens = sorted(p for p in index_dir.glob(GEN_PREFIX + "*") if p.is_dir())
+    if live is None:
+        return
+    newer_than_live = [g for g in gens if g.name > live.name]
+    for g in newer_than_live:  # renamed into place but never committed: a kill between rename and switch
+        shutil.rmtree(g, ignore_errors=True)
+    older = [g for g in gens if g.name < live.name]
+    for g in older[:max(0, len(older) - (keep - 1))]:
+        shutil.rmtree(g, ignore_errors=True)
+
+
+def read_rows(gen: Path, sources: Iterable[str]) -> dict[str, list[tuple[int, ChunkRow]]]:
+    """Stored chunks of the given sources from a generation, with their row numbers, by source."""
+    con = connect(gen / "chunks.sqlite", readonly=True)
+    out: dict[str, list[tuple[int, ChunkRow]]] = {}
+    try:
+        for source in sources:
+            rows = con.execute(f"SELECT row, {CHUNK_COLUMNS}, tokens FROM chunks WHERE source = ? ORDER BY ordinal",
+                               (source,)).fetchall()
+            out[source] = [(r[0], ChunkRow(row_to_chunk(r[1:9]), r[9])) for r in rows]
+    finally:
+        con.close()
+    return out
+
+
+def read_files(gen: Path) -> dict[str, FileRecord]:
+    con = connect(gen / "chunks.sqlite", readonly=True)
+    try:
+        rows = con.execute("SELECT source, hash, size, kind, title, pages, chunks, paginated, ingested_at "
+                           "FROM files").fetchall()
+    finally:
+        con.close()
+    return {r[0]: FileRecord(*r[:7], bool(r[7]), r[8]) for r in rows}

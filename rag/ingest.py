@@ -1,0 +1,460 @@
+"""Ingest a folder into the index: incremental, crash-safe, and honest about every bad file.
+
+    python -m rag.ingest <folder> [--index DIR] [--rebuild] [--json]
+
+Per file: read → content hash → unchanged files are neither parsed nor embedded again; new and
+changed files are parsed (rag.load), chunked (rag.chunk), tokenized (rag.tokenize) and embedded
+(rag.embed); files gone from the folder drop out. The result is written as a new generation and
+switched to atomically (rag.index), under an exclusive lock. Embeddings are also kept in a
+crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
+Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from rag.config import Config, load_config
+from rag.errors import IndexLockedError, IngestError, LoadError, RagError
+from rag.index import (ChunkRow, FileRecord, check_compatible, collect_garbage, current_generation, read_files,
+                       read_manifest, read_rows, write_generation)
+from rag.records import Chunk, Document, Failure
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+# --- the lock -------------------------------------------------------------------------------------
+
+
+class IngestLock:
+    """One writer per index. flock is released by the kernel when its holder dies, so a lock file
+    left by a killed process is detected as stale and taken over."""
+
+    def __init__(self, index_dir: Path, *, wait_s: float = 0.0) -> None:
+        self.path = Path(index_dir) / ".lock"
+        self.wait_s = wait_s
+        self.fd: int | None = None
+
+    def __enter__(self) -> "IngestLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise IndexLockedError(
+                        f"another ingest is writing {self.path.parent} ({holder}); wait for it to finish, or set "
+                        "RAG_LOCK_WAIT_S to wait automatically") from None
+                time.sleep(0.2)
+        previous = _read_holder(fd)
+        if previous != "holder unknown":
+            log.info("taking over a stale lock left by %s", previous)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time()}).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']}, started {time.strftime('%H:%M:%S', time.localtime(info['started']))}"
+    except (ValueError, KeyError, OSError):
+        return "holder unknown"
+
+
+# --- the embedding cache --------------------------------------------------------------------------
+
+
+class EmbeddingCache:
+    """sqlite (WAL) map from (model, text hash) to vector; survives kill -9 between batches."""
+
+    def __init__(self, path: Path, model: str, dim: int | None = None) -> None:
+        self.model = model
+        self.con = sqlite3.connect(path)
+        self.con.execute("PRAGMA journal_mode = WAL")
+        self.con.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for lo in range(0, len(keys), 500):
+            part = keys[lo:lo + 500]
+            q = f"SELECT key, vec FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(part))})"
+            for k, blob in self.con.execute(q, (self.model, *part)):
+                out[k] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_many(self, keys: Sequence[str], vecs: np.ndarray) -> None:
+        self.con.executemany("INSERT OR REPLACE INTO vectors VALUES (?,?,?)",
+                             ((self.model, k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vecs)))
+        self.con.commit()
+
+    def clear(self) -> None:
+        self.con.execute("DELETE FROM vectors")
+        self.con.commit()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestReport:
+    folder: str
+    index: str
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)  # failed now, so their earlier version stays indexed
+    files: int = 0
+    pages: int = 0
+    chunks: int = 0
+    chunks_embedded: int = 0
+    generation: str = ""
+    noop: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.new)} new, {len(self.changed)} changed, {self.unchanged} unchanged, "
+                 f"{len(self.removed)} removed, {len(self.failed)} failed"
+                 + (f", {len(self.skipped)} skipped" if self.skipped else ""),
+                 f"{self.files} files, {self.pages} pages, {self.chunks} chunks "
+                 f"({self.chunks_embedded} embedded) in {self.seconds:.1f} s"
+                 + (" — nothing changed, index kept as it was" if self.noop else f" → {self.generation}")]
+        for f in self.failed:
+            lines.append(f"  FAILED  {f.source}: {f.reason}" + (f" (fix: {f.fix})" if f.fix else ""))
+        for s in self.kept_previous:
+            lines.append(f"  kept the previously indexed version of {s}")
+        for f in self.skipped:
+            lines.append(f"  skipped {f.source}: {f.reason}")
+        return "\n".join(lines)
+
+
+# --- building ---------------------------------------------------------------------------------------
+
+
+def index_text(chunk: Chunk, title: str) -> str:
+    """What the retrievers see for a chunk: its document title and heading path give context that a
+    chunk cut from the middle of a section lacks ("Quantization > K-quants: ... 4.8 bits")."""
+    context = [t for t in (title, *chunk.heading_path) if t]
+    # Avoid repeating a title that the heading path already starts with (Markdown H1 = title).
+    if len(context) > 1 and context[0] == context[1]:
+        context = context[1:]
+    return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+
+
+def settings_signature(cfg: Config) -> dict:
+    """Settings that change chunk boundaries or tokens: a change re-processes every file."""
+    from rag import tokenize
+
+    return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
+            "tokenizer": getattr(tokenize, "TOKENIZER_VERSION", "1"), "embed_model": cfg.embed_model}
+
+
+def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str], int]) -> list[ChunkRow]:
+    from rag.chunk import chunk_document
+    from rag.tokenize import tokenize
+
+    chunks = chunk_document(doc, max_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap_tokens,
+                            count_tokens=count_tokens)
+    return [ChunkRow(c, " ".join(tokenize(index_text(c, doc.title)))) for c in chunks]
+
+
+def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder, cache: EmbeddingCache | None,
+                progress: Progress | None, batch: int = 256) -> np.ndarray:
+    texts = [index_text(r.chunk, titles.get(r.chunk.source, "")) for r in rows]
+    keys = [EmbeddingCache.key(t) for t in texts]
+    cached = cache.get_many(keys) if cache else {}
+    out = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    todo = []
+    for i, k in enumerate(keys):
+        if k in cached and cached[k].shape[0] == embedder.dim:
+            out[i] = cached[k]
+        else:
+            todo.append(i)
+    done = len(rows) - len(todo)
+    if progress:
+        progress("embed", done, len(rows))
+    for lo in range(0, len(todo), batch):
+        part = todo[lo:lo + batch]
+        vecs = embedder.embed([texts[i] for i in part])
+        out[part] = vecs
+        if cache:
+            cache.put_many([keys[i] for i in part], vecs)
+        done += len(part)
+        if progress:
+            progress("embed", done, len(rows))
+    return out
+
+
+def _manifest(cfg: Config, embedder_dim: int, folder: str, languages) -> dict:
+    return {"embed_model": cfg.embed_model, "embed_dim": embedder_dim, "folder": folder,
+            "embed_languages": sorted(languages) if languages else None, "settings": settings_signature(cfg),
+            "created": time.time()}
+
+
+def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder, *,
+                progress: Progress | None = None) -> Path:
+    """A fresh index from parsed documents (used by the eval suite for dataset passages)."""
+    index_dir = Path(index_dir)
+    rows: list[ChunkRow] = []
+    files: list[FileRecord] = []
+    titles: dict[str, str] = {}
+    now = time.time()
+    for doc in docs:
+        doc_rows = prepare_document(doc, cfg=cfg, count_tokens=embedder.count_tokens)
+        rows.extend(doc_rows)
+        titles[doc.source] = doc.title
+        h = hashlib.sha256(doc.text.encode("utf-8", "surrogatepass")).hexdigest()
+        files.append(FileRecord(doc.source, h, len(doc.text), doc.kind, doc.title, len(doc.pages), len(doc_rows),
+                                doc.paginated, now))
+    rows.sort(key=lambda r: (r.chunk.source, r.chunk.ordinal))
+    vectors = _embed_rows(rows, titles, embedder, None, progress)
+    with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
+        gen = write_generation(index_dir, rows=rows, vectors=vectors, files=sorted(files, key=lambda f: f.source),
+                               manifest=_manifest(cfg, embedder.dim, "", embedder.languages),
+                               bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, exact_max=cfg.dense_exact_max,
+                               hnsw_m=cfg.hnsw_m, ef_search=cfg.hnsw_ef_search)
+        collect_garbage(index_dir)
+    return gen
+
+
+def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = False,
+           progress: Progress | None = None) -> IngestReport:
+    """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
+    could be read, IndexLockedError when another ingest holds the lock."""
+    from rag.load import discover, parse, read_bytes
+
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    index_dir = Path(cfg.index_dir)
+    report = IngestReport(folder=str(folder), index=str(index_dir))
+    try:
+        found, problems = discover(folder, follow_symlinks=cfg.follow_symlinks)
+    except LoadError as err:
+        raise IngestError(f"cannot ingest {folder}: {err.reason}" + (f" (fix: {err.fix})" if err.fix else "")) from err
+    report.failed += [p for p in problems if p.kind != "skipped"]
+    report.skipped += [p for p in problems if p.kind == "skipped"]
+
+    with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
+        collect_garbage(index_dir)
+        prev = current_generation(index_dir)
+        prev_files: dict[str, FileRecord] = {}
+        same_settings = False
+        if prev is not None:
+            manifest = read_manifest(prev)
+            if not rebuild:
+                check_compatible(manifest, prev, embed_model=cfg.embed_model)
+                prev_files = read_files(prev)
+                same_settings = manifest.get("settings") == settings_signature(cfg)
+
+        count_tokens = None  # resolved lazily: a no-op run never loads the embedding model
+        new_rows: dict[str, list[ChunkRow]] = {}
+        keep: set[str] = set()  # sources whose stored chunks carry over
+        records: dict[str, FileRecord] = {}
+        titles: dict[str, str] = {}
+        max_bytes = int(cfg.max_file_mb * 1024 * 1024)
+        for i, f in enumerate(found):
+            if progress:
+                progress("parse", i, len(found))
+            before = prev_files.get(f.source)
+            try:
+                data = read_bytes(f, max_bytes=max_bytes)
+                digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                if before is not None and before.hash == digest and same_settings:
+                    keep.add(f.source)
+                    records[f.source] = before
+                    titles[f.source] = before.title
+                    report.unchanged += 1
+                    continue
+                doc = parse(f.source, data)
+                del data
+                if count_tokens is None:
+                    embedder = embedder or _load_embedder(cfg)
+                    count_tokens = embedder.count_tokens
+                rows = prepare_document(doc, cfg=cfg, count_tokens=count_tokens)
+                if not rows:
+                    raise LoadError(f.source, "no text to index (the document is empty after parsing)",
+                                    "check that the file has text content")
+            except LoadError as err:
+                report.failed.append(Failure(f.source, err.reason, err.fix))
+                if before is not None:
+                    keep.add(f.source)
+                    records[f.source] = before
+                    titles[f.source] = before.title
+                    report.kept_previous.append(f.source)
+                continue
+            new_rows[f.source] = rows
+            titles[f.source] = doc.title
+            records[f.source] = FileRecord(f.source, digest, size, doc.kind, doc.title, len(doc.pages), len(rows),
+                                           doc.paginated, time.time())
+            (report.changed if before is not None else report.new).append(f.source)
+        if progress:
+            progress("parse", len(found), len(found))
+        report.removed = sorted(set(prev_files) - set(records))
+
+        if not records:
+            if found or report.failed:
+                raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
+                                  "(see the reasons above) and none was indexed before")
+            raise IngestError(f"no supported documents in {folder} (supported: .pdf .md .txt .html .htm); "
+                              "fix: point the command at the folder that holds your documents")
+
+        report.files = len(records)
+        report.pages = sum(r.pages for r in records.values())
+        if prev is not None and not new_rows and not report.removed and not rebuild:
+            report.noop, report.generation = True, prev.name
+            report.chunks = sum(r.chunks for r in records.values())
+        else:
+            _commit(report, cfg, index_dir, prev, keep, new_rows, records, titles, embedder, progress, folder)
+        report.seconds = time.perf_counter() - t0
+        _write_report(index_dir, report)
+    return report
+
+
+def _load_embedder(cfg: Config):
+    from rag.embed import load_embedder
+
+    return load_embedder(cfg)
+
+
+def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | None, keep: set[str],
+            new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str], embedder,
+            progress: Progress | None, folder: Path) -> None:
+    embedder = embedder or _load_embedder(cfg)
+    kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
+    prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if kept else None
+    ordered: list[tuple[ChunkRow, int | None]] = []  # (row, row number in prev for reuse, or None)
+    for source in sorted(records):
+        if source in new_rows:
+            ordered += [(r, None) for r in new_rows[source]]
+        else:
+            ordered += [(r, prev_row) for prev_row, r in kept.get(source, [])]
+    rows = [r for r, _ in ordered]
+    vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
+    reuse = [(i, p) for i, (_, p) in enumerate(ordered) if p is not None]
+    if reuse:
+        idx, prev_idx = zip(*reuse)
+        order = np.argsort(prev_idx)  # sorted reads from the memory map
+        vectors[np.asarray(idx)[order]] = prev_vectors[np.asarray(prev_idx)[order]]
+    fresh = [i for i, (_, p) in enumerate(ordered) if p is None]
+    cache = EmbeddingCache(index_dir / "embed-cache.sqlite", cfg.embed_model)
+    try:
+        if fresh:
+            vectors[fresh] = _embed_rows([rows[i] for i in fresh], titles, embedder, cache, progress)
+        report.chunks_embedded = len(fresh)
+        gen = write_generation(index_dir, rows=rows, vectors=vectors, files=[records[s] for s in sorted(records)],
+                               manifest=_manifest(cfg, embedder.dim, str(folder.resolve()), embedder.languages),
+                               bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, exact_max=cfg.dense_exact_max,
+                               hnsw_m=cfg.hnsw_m, ef_search=cfg.hnsw_ef_search)
+        cache.clear()  # everything is in the committed generation now
+    except OSError as err:
+        raise IngestError(f"could not write the new index generation in {index_dir}: {err.strerror or err} "
+                          "(the previous generation is untouched; fix: free disk space or check permissions, then "
+                          "run the ingest again)") from err
+    finally:
+        cache.close()
+    collect_garbage(index_dir)
+    report.generation = gen.name
+    report.chunks = len(rows)
+
+
+def _write_report(index_dir: Path, report: IngestReport) -> None:
+    path = index_dir / "last_ingest.json"
+    tmp = index_dir / f".last_ingest.json.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("could not write %s: %s", path, err)
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def _tqdm_progress() -> Progress:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc={"parse": "parsing", "embed": "embedding"}.get(stage, stage),
+                                     unit="file" if stage == "parse" else "chunk", file=sys.stderr, leave=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rag.ingest", description=__doc__.split("\n")[0])
+    ap.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
+    ap.add_argument("--index", dest="index_dir", help="index folder (default: ./rag-index or RAG_INDEX_DIR)")
+    ap.add_argument("--config", help="TOML config file")
+    ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
+    ap.add_argument("--embed-model", help="embedding model: HF name or local path")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
+                                                  "docs_dir": str(args.folder)})
+        report = ingest(args.folder, cfg, rebuild=args.rebuild,
+                        progress=None if (args.quiet or args.json) else _tqdm_progress())
+    except RagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+        print(f"report: {Path(cfg.index_dir) / 'last_ingest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Typed records that cross stage boundaries: Document → Chunk → Hit → Citation → Answer.
+
+Modelled on paper-qa: a chunk knows where it came from (source, pages, character span, heading
+path) and carries a content-hash id; an Answer keeps the raw model text apart from the rendered
+text whose citations are resolved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PAGE_JOINER = "\n\n"  # between pages in Document.text; a page break is a paragraph break
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based; text formats are one page
+    text: str
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # path relative to the ingested folder, posix separators: the user-facing name
+    kind: Literal["pdf", "md", "txt", "html"]
+    pages: tuple[Page, ...]
+    title: str = ""
+    paginated: bool = False  # True for PDFs: page numbers mean something to the user
+
+    @property
+    def text(self) -> str:
+        return PAGE_JOINER.join(p.text for p in self.pages)
+
+    @property
+    def page_starts(self) -> tuple[int, ...]:
+        """Offset in `text` where each page begins, e.g. pages 'ab','c' → (0, 4)."""
+        starts, pos = [], 0
+        for p in self.pages:
+            starts.append(pos)
+            pos += len(p.text) + len(PAGE_JOINER)
+        return tuple(starts)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str  # content hash of (source, span, text): identical files give identical ids
+    source: str
+    text: str  # == document.text[start:end]
+    start: int
+    end: int
+    pages: tuple[int, ...]
+    heading_path: tuple[str, ...] = ()
+    ordinal: int = 0  # position within its document
+
+    def label(self, *, paginated: bool = True) -> str:
+        """'report.pdf p. 3-4', or just the file name for unpaginated text."""
+        if not paginated or not self.pages:
+            return self.source
+        lo, hi = self.pages[0], self.pages[-1]
+        return f"{self.source} p. {lo}" if lo == hi else f"{self.source} p. {lo}-{hi}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with every score behind its rank (None: that retriever did not run)."""
+
+    chunk: Chunk
+    score: float  # the score the final order is sorted by
+    bm25_score: float | None = None
+    bm25_rank: int | None = None  # 1-based; None when outside the lexical candidate list
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    fused_score: float | None = None
+    rerank_score: float | None = None
+    paginated: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.chunk.label(paginated=self.paginated)
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int  # the marker number as shown to the user: [n]
+    chunk_id: str
+    source: str
+    pages: tuple[int, ...]
+    quote: str  # the span of the chunk that best supports the citing sentence
+    quote_start: int = 0  # offset of `quote` inside the chunk text
+    paginated: bool = True
+
+
+@dataclass(frozen=True)
+class SentenceCheck:
+    text: str
+    cited: tuple[int, ...]  # marker numbers the sentence cites
+    support: float  # 0..1 from the Verifier
+    supported: bool
+    reason: str = ""  # why it was flagged, for the UI and --json
+
+
+Mode = Literal["generative", "extractive", "refused"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    query: str  # the standalone query actually retrieved with (follow-ups are rewritten)
+    mode: Mode
+    text: str  # rendered: valid markers only
+    raw_text: str  # exactly what the generator produced
+    citations: tuple[Citation, ...] = ()
+    sentences: tuple[SentenceCheck, ...] = ()
+    sources: tuple[Hit, ...] = ()  # the numbered sources given to the generator, [1] first
+    invalid_markers: int = 0
+    notices: tuple[str, ...] = ()  # e.g. 'reranker unavailable: answering without reranking'
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def refused(self) -> bool:
+        return self.mode == "refused"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file the ingest could not use, with the reason and what the user can do about it."""
+
+    source: str
+    reason: str
+    fix: str = ""
+    kind: str = "failed"  # failed | skipped (hidden files, over the size limit by choice…)

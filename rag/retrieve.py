@@ -1,0 +1,148 @@
+"""Hybrid retrieval: BM25 and dense candidates, scored on both sides, fused by a convex combination.
+
+Why not plain reciprocal rank fusion: RRF gives a retriever equal say even when it is blind. With
+the English MiniLM embedder, equal RRF dropped Chinese R@1 on CMRC from .958 (BM25 alone) to .589
+and English R@1 on SQuAD from .795 to .773. Here every candidate gets both scores (exact dense
+inner product for lexical candidates, the full BM25 score for dense candidates), both are min-max
+normalised over the candidate set, and combined as (1-α)·bm25 + α·dense. The dense weight α drops
+to 0 for a query whose script the embedder was not trained on (rag.embed.model_languages), and
+rises to 1 when the query shares no term with the collection. eval.retrieval measures the choice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from rag.records import Hit
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to 0..1 over the candidates; a constant vector maps to zeros.
+
+    >>> minmax(np.array([2.0, 4.0, 3.0])).tolist()
+    [0.0, 1.0, 0.5]
+    """
+    if len(x) == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def dense_weight(query_script: str, embed_languages: frozenset[str] | None, alpha: float) -> float:
+    """The dense side's weight for this query: 0 when the embedder cannot read the query's script.
+
+    >>> dense_weight("cjk", frozenset({"latin"}), 0.3)
+    0.0
+    >>> dense_weight("latin", frozenset({"latin"}), 0.3)
+    0.3
+    """
+    if embed_languages is not None and query_script not in embed_languages and query_script != "other":
+        return 0.0
+    return alpha
+
+
+def convex_fusion(bm25: np.ndarray, dense: np.ndarray, alpha: float) -> np.ndarray:
+    """(1-α)·minmax(bm25) + α·minmax(dense), aligned arrays over the same candidates.
+
+    >>> convex_fusion(np.array([1.0, 3.0]), np.array([0.9, 0.1]), 0.5).round(2).tolist()
+    [0.5, 0.5]
+    """
+    return (1.0 - alpha) * minmax(bm25) + alpha * minmax(dense)
+
+
+def rrf(ranks: Sequence[np.ndarray], k: int = 60) -> np.ndarray:
+    """Reciprocal rank fusion over 1-based ranks (0 = not ranked by that retriever).
+
+    >>> rrf([np.array([1, 2]), np.array([2, 0])], k=0).round(2).tolist()
+    [1.5, 0.5]
+    """
+    total = np.zeros(len(ranks[0]), dtype=np.float64)
+    for r in ranks:
+        total += np.where(r > 0, 1.0 / (k + np.maximum(r, 1)), 0.0)
+    return total
+
+
+def _ranks(scores: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """1-based rank of each candidate by score among the members, 0 for non-members."""
+    out = np.zeros(len(scores), dtype=np.int64)
+    idx = np.flatnonzero(member)
+    order = idx[np.argsort(-scores[idx], kind="stable")]
+    out[order] = np.arange(1, len(order) + 1)
+    return out
+
+
+@dataclass(frozen=True)
+class Candidates:
+    rows: np.ndarray
+    bm25: np.ndarray
+    dense: np.ndarray
+    bm25_rank: np.ndarray  # 1-based within the lexical top-N, 0 outside
+    dense_rank: np.ndarray
+
+
+class Retriever:
+    """Searches one Index with one Embedder; stateless between calls, safe to share across threads."""
+
+    def __init__(self, index, embedder, *, fusion: str = "auto", alpha: float = 0.3, candidates: int = 100) -> None:
+        from rag.embed import model_languages
+
+        self.index = index
+        self.embedder = embedder
+        self.fusion = fusion
+        self.alpha = alpha
+        self.n_candidates = candidates
+        langs = index.manifest.get("embed_languages", "unset")
+        self.languages = (frozenset(langs) if langs else None) if langs != "unset" else model_languages(index.embed_model)
+
+    def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None) -> Candidates:
+        from rag.tokenize import tokenize
+
+        n = n or self.n_candidates
+        idx = self.index
+        if idx.n_chunks == 0:
+            empty = np.zeros(0)
+            return Candidates(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
+        full_bm25 = idx.bm25_scores(tokenize(query))
+        lex_n = min(n, idx.n_chunks)
+        lex = np.argpartition(-full_bm25, lex_n - 1)[:lex_n] if lex_n < idx.n_chunks else np.arange(idx.n_chunks)
+        lex = lex[full_bm25[lex] > 0]
+        qv = self.embedder.embed([query])[0] if query_vec is None else query_vec
+        dense_rows, _ = idx.dense_search(qv, n)
+        rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
+        bm25 = full_bm25[rows].astype(np.float64)
+        dense = idx.dense_scores(qv, rows).astype(np.float64)
+        return Candidates(rows, bm25, dense, _ranks(bm25, np.isin(rows, lex)), _ranks(dense, np.isin(rows, dense_rows)))
+
+    def search(self, query: str, *, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        """Top-k chunks. mode: hybrid | bm25 | dense."""
+        return self.search_with_vector(query, None, k=k, mode=mode)
+
+    def search_with_vector(self, query: str, query_vec: np.ndarray | None, *, k: int = 10,
+                           mode: str = "hybrid") -> list[Hit]:
+        """`search` with the query embedding given (batch evaluation embeds all queries at once)."""
+        from rag.tokenize import query_language
+
+        c = self.candidates(query, query_vec=query_vec)
+        if len(c.rows) == 0:
+            return []
+        fusion = self.fusion if mode == "hybrid" else mode
+        if fusion == "bm25":
+            fused = minmax(c.bm25) + 1e-6 * minmax(c.dense)  # dense only breaks ties
+        elif fusion == "dense":
+            fused = c.dense
+        elif fusion == "rrf":
+            fused = rrf([c.bm25_rank, c.dense_rank])
+        else:
+            alpha = dense_weight(query_language(query), self.languages, self.alpha)
+            if not np.any(c.bm25 > 0):
+                alpha = 1.0  # no shared term: lexical scores say nothing
+            fused = convex_fusion(c.bm25, c.dense, alpha) + 1e-6 * minmax(c.dense)
+        order = np.argsort(-fused, kind="stable")[:k]
+        chunks = self.index.chunks(c.rows[order])
+        return [Hit(chunk=ch, score=float(fused[i]), bm25_score=float(c.bm25[i]),
+                    bm25_rank=int(c.bm25_rank[i]) or None, dense_score=float(c.dense[i]),
+                    dense_rank=int(c.dense_rank[i]) or None, fused_score=float(fused[i]),
+                    paginated=self.index.is_paginated(ch.source))
+                for ch, i in zip(chunks, order)]
