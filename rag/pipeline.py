@@ -1,0 +1,283 @@
+"""The Pipeline: one object that owns the loaded models and answers questions over one index.
+
+    pipe = Pipeline(load_config())
+    for event in pipe.stream("How much memory does a 7B model need?"):
+        if isinstance(event, str): print(event, end="")   # answer text as it is generated
+        else: answer = event                               # the final Answer, citations checked
+
+The CLIs, the Streamlit app and the eval suite all go through it. Models load lazily and once;
+the index is re-opened when an ingest switches generations, so a long-running app sees new
+documents without a restart while queries in flight finish on the generation they started on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from rag.config import Config
+from rag.errors import RagError
+from rag.records import Answer, Hit
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+Event = "str | Answer"
+
+_AUTO = object()
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, *, embedder=None, generator=_AUTO, reranker=_AUTO, verifier=None) -> None:
+        """Backends left out are loaded from cfg on first use; pass `generator=None` to force
+        extractive mode and `reranker=None` to skip reranking."""
+        self.cfg = cfg
+        self._embedder = embedder
+        self._generator = generator
+        self._reranker = reranker
+        self._verifier = verifier
+        self._index = None
+        self._retriever = None
+        self._lock = threading.RLock()
+        self.notices: list[str] = []
+
+    # --- lazily loaded parts
+
+    @property
+    def embedder(self):
+        with self._lock:
+            if self._embedder is None:
+                from rag.embed import load_embedder
+
+                self._embedder = load_embedder(self.cfg)
+            return self._embedder
+
+    @property
+    def generator(self):
+        """The GGUF generator, or None (extractive mode)."""
+        with self._lock:
+            if self._generator is _AUTO:
+                from rag.generate import load_generator
+
+                try:
+                    self._generator = load_generator(self.cfg)
+                except ImportError:
+                    self._generator = None
+                if self._generator is None:
+                    self._notice("extractive mode: no GGUF model found; answers are sentences selected from "
+                                 "the documents (add a model: python -m rag.models pull qwen2.5-1.5b, or --model PATH)")
+            return self._generator
+
+    @property
+    def reranker(self):
+        with self._lock:
+            if self._reranker is _AUTO:
+                from rag.rerank import load_reranker
+
+                self._reranker, notice = load_reranker(self.cfg)
+                if notice:
+                    self._notice(notice)
+            return self._reranker
+
+    @property
+    def verifier(self):
+        with self._lock:
+            if self._verifier is None:
+                from rag.verify import load_verifier
+
+                gen = self.generator if self.cfg.verifier == "llm" else None
+                self._verifier = load_verifier(self.cfg.verifier, embedder=self.embedder, generator=gen)
+            return self._verifier
+
+    def _notice(self, text: str) -> None:
+        if text not in self.notices:
+            self.notices.append(text)
+            log.warning(text)
+
+    @property
+    def index(self):
+        """The live index generation; re-opened when an ingest has switched CURRENT."""
+        from rag.index import Index, current_generation
+
+        gen = current_generation(Path(self.cfg.index_dir))
+        with self._lock:
+            if self._index is None or gen is None or self._index.path != gen:
+                self._index = Index.open(self.cfg.index_dir, embed_model=self.cfg.embed_model)
+                self._retriever = None
+            return self._index
+
+    @property
+    def retriever(self):
+        from rag.retrieve import Retriever
+
+        index = self.index
+        with self._lock:
+            if self._retriever is None or self._retriever.index is not index:
+                self._retriever = Retriever(index, self.embedder, fusion=self.cfg.fusion, alpha=self.cfg.fusion_alpha,
+                                            candidates=self.cfg.candidates)
+            return self._retriever
+
+    # --- stages
+
+    def search(self, query: str, *, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        """Fused retrieval without reranking (rag.search)."""
+        return self.retriever.search(query, k=k, mode=mode)
+
+    def retrieve(self, query: str, *, k: int | None = None, rerank: bool | None = None,
+                 timings: dict[str, float] | None = None) -> list[Hit]:
+        """Fused retrieval, then the cross-encoder over the top candidates when one is available."""
+        from rag.rerank import rerank as rerank_hits
+
+        k = k or self.cfg.top_k
+        use_rerank = self.cfg.rerank if rerank is None else rerank
+        t0 = time.perf_counter()
+        hits = self.search(query, k=max(k, self.cfg.rerank_candidates) if use_rerank else k)
+        t1 = time.perf_counter()
+        reranker = self.reranker if use_rerank else None
+        if reranker is not None and hits:
+            hits = rerank_hits(reranker, query, hits, top_n=self.cfg.rerank_candidates)
+        t2 = time.perf_counter()
+        if timings is not None:
+            timings["retrieve"] = round(t1 - t0, 4)
+            timings["rerank"] = round(t2 - t1, 4)
+        return hits[:k]
+
+    def standalone_query(self, question: str, history: Sequence[Message]) -> str:
+        """Rewrite a follow-up into a query that retrieval can use on its own."""
+        from rag.prompt import rewrite_followup, rewrite_messages
+
+        if not history:
+            return question
+        gen = self.generator
+        if gen is not None:
+            from rag.generate import complete
+
+            try:
+                text = complete(gen, list(rewrite_messages(question, history)), max_tokens=64, temperature=0.0)
+                text = text.strip().splitlines()[0].strip(' "“”') if text.strip() else ""
+                if 3 <= len(text) <= 300:
+                    return text
+            except RagError as err:
+                log.warning("query rewrite by the model failed (%s); using the heuristic", err)
+        return rewrite_followup(question, history)
+
+    # --- answering
+
+    def ask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
+        """Blocking answer: the last event of `stream`."""
+        answer = None
+        for event in self.stream(question, history=history):
+            if isinstance(event, Answer):
+                answer = event
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, *, history: Sequence[Message] = ()) -> Iterator["str | Answer"]:
+        """Yield answer text pieces as they are produced, then the final Answer."""
+        from rag.abstain import evidence_score, should_abstain
+        from rag.prompt import refusal_text
+
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        query = self.standalone_query(question, history)
+        timings["rewrite"] = round(time.perf_counter() - t0, 4)
+        hits = self.retrieve(query, timings=timings)
+        generator = self.generator
+        mode = "generative" if generator is not None else "extractive"
+        evidence = evidence_score(query, hits)
+        timings["evidence"] = round(evidence, 4)
+        if not hits or should_abstain(evidence, self.cfg.abstain_threshold):
+            text = refusal_text(question)
+            yield text
+            yield self._answer(question, query, "refused", text, text, hits, timings)
+            return
+        t1 = time.perf_counter()
+        if generator is not None:
+            from rag.prompt import build_prompt
+
+            prompt = build_prompt(question, hits, history=history, count_tokens=generator.count_tokens,
+                                  context_window=generator.context_window, answer_tokens=self.cfg.max_answer_tokens)
+            if not prompt.sources:
+                text = refusal_text(question)
+                yield text
+                yield self._answer(question, query, "refused", text, text, hits, timings)
+                return
+            sources = list(prompt.sources)
+            pieces: list[str] = []
+            for piece in generator.stream(list(prompt.messages), max_tokens=self.cfg.max_answer_tokens,
+                                          temperature=self.cfg.temperature):
+                pieces.append(piece)
+                yield piece
+            raw = "".join(pieces)
+        else:
+            from rag.extractive import extractive_answer
+
+            sources = list(hits)
+            raw = extractive_answer(query, sources, embed=self.embedder.embed)
+            if raw:
+                yield raw
+        timings["generate"] = round(time.perf_counter() - t1, 4)
+        yield self._finish(question, query, mode, raw, sources, hits, timings)
+
+    def _finish(self, question: str, query: str, mode: str, raw: str, sources: list[Hit], hits: list[Hit],
+                timings: dict[str, float]) -> Answer:
+        from rag.cite import resolve, sentence_citations
+        from rag.prompt import is_refusal, refusal_text
+        from rag.verify import check_sentences
+
+        if not raw.strip() or is_refusal(raw):
+            text = refusal_text(question) if not raw.strip() else raw.strip()
+            return self._answer(question, query, "refused", text, raw, hits, timings)
+        t0 = time.perf_counter()
+        text, citations, invalid = resolve(raw, sources)
+        checks = check_sentences(sentence_citations(text), [h.chunk.text for h in sources], self.verifier,
+                                 threshold=self.cfg.support_threshold)
+        timings["verify"] = round(time.perf_counter() - t0, 4)
+        return Answer(question=question, query=query, mode=mode, text=text, raw_text=raw, citations=citations,
+                      sentences=checks, sources=tuple(sources), invalid_markers=invalid,
+                      notices=tuple(self.notices), timings=timings)
+
+    def _answer(self, question: str, query: str, mode: str, text: str, raw: str, hits: Sequence[Hit],
+                timings: dict[str, float]) -> Answer:
+        return Answer(question=question, query=query, mode=mode, text=text, raw_text=raw, sources=tuple(hits),
+                      notices=tuple(self.notices), timings=timings)
+
+    # --- collection management (used by the UI)
+
+    def ingest(self, folder: str | Path, *, progress=None, rebuild: bool = False):
+        from rag.ingest import ingest
+
+        return ingest(folder, self.cfg, embedder=self.embedder, rebuild=rebuild, progress=progress)
+
+    def status(self) -> dict:
+        """Collection and model facts for the UI sidebar and `--json` outputs."""
+        from rag.errors import IndexStateError
+
+        out: dict = {"index_dir": str(self.cfg.index_dir), "notices": list(self.notices)}
+        try:
+            idx = self.index
+            out.update(documents=len(idx.files()), chunks=idx.n_chunks, embed_model=idx.embed_model,
+                       generation=idx.path.name, created=idx.manifest.get("created"),
+                       dense_index=idx.manifest.get("dense_index"))
+        except IndexStateError as err:
+            out["index_error"] = str(err)
+            out["index_error_kind"] = type(err).__name__
+        return out
+
+
+def answer_to_json(answer: Answer) -> dict:
+    """The `--json` view of an Answer (rag.ask, the eval cache)."""
+    return {
+        "question": answer.question, "query": answer.query, "mode": answer.mode, "answer": answer.text,
+        "raw_text": answer.raw_text, "invalid_markers": answer.invalid_markers, "notices": list(answer.notices),
+        "citations": [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "pages": list(c.pages),
+                       "quote": c.quote} for c in answer.citations],
+        "sentences": [{"text": s.text, "cited": list(s.cited), "support": round(s.support, 4),
+                       "supported": s.supported, "reason": s.reason} for s in answer.sentences],
+        "sources": [{"n": i, "chunk_id": h.chunk.id, "source": h.chunk.source, "pages": list(h.chunk.pages),
+                     "score": round(h.score, 4), "rerank_score": h.rerank_score} for i, h in enumerate(answer.sources, 1)],
+        "timings": answer.timings,
+    }
