@@ -20,6 +20,7 @@ are copied, not re-embedded).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -310,6 +311,7 @@ def write_generation(index_dir: Path, *, rows: Sequence[ChunkRow], vectors: np.n
     if rows:
         import bm25s
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG to our handlers
         bm25 = bm25s.BM25(k1=bm25_k1, b=bm25_b)
         bm25.index([r.tokens.split() or [""] for r in rows], show_progress=False)
         bm25.save(str(tmp / "bm25"), show_progress=False)

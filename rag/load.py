@@ -378,9 +378,13 @@ def _utf16_without_bom(data: bytes) -> str | None:
     if encoding is None:
         return None
     try:
-        return data[: len(data) // 2 * 2].decode(encoding)
+        text = data[: len(data) // 2 * 2].decode(encoding)
     except UnicodeDecodeError:
         return None
+    # The NUL pattern only arises for mostly-ASCII text: anything else is binary that looks alike.
+    head = text[:2048]
+    printable = sum(1 for ch in head if " " <= ch <= "~" or ch in "\n\r\t")
+    return text if head and printable / len(head) >= 0.7 else None
 
 
 def _check_not_binary(source: str, data: bytes) -> None:
