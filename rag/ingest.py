@@ -420,11 +420,13 @@ def _tqdm_progress() -> Progress:
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc={"parse": "parsing", "embed": "embedding"}.get(stage, stage),
                                      unit="file" if stage == "parse" else "chunk", file=sys.stderr, leave=True)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
+        if bar.total != total:
+            bar.total = total
+        if done > bar.n:
+            bar.update(done - bar.n)
+        if done >= total and not bar.disable:
             bar.close()
+            bar.disable = True
 
     return update
 

@@ -28,6 +28,8 @@ Message = dict[str, str]
 Event = "str | Answer"
 
 _AUTO = object()
+EXTRACTIVE_NOTICE = ("extractive mode: no GGUF model loaded; answers are sentences selected from the documents "
+                     "(add a model: python -m rag.models pull qwen2.5-1.5b, or --model PATH.gguf)")
 
 
 class Pipeline:
@@ -66,9 +68,8 @@ class Pipeline:
                     self._generator = load_generator(self.cfg)
                 except ImportError:
                     self._generator = None
-                if self._generator is None:
-                    self._notice("extractive mode: no GGUF model found; answers are sentences selected from "
-                                 "the documents (add a model: python -m rag.models pull qwen2.5-1.5b, or --model PATH)")
+            if self._generator is None:
+                self._notice(EXTRACTIVE_NOTICE)
             return self._generator
 
     @property

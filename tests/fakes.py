@@ -36,3 +36,24 @@ class FakeEmbedder(BaseEmbedder):
             if not out[i].any():
                 out[i, 0] = 1.0
         return out
+
+
+class FakeGenerator:
+    """Emits a scripted reply word by word and records the prompts it was given."""
+
+    def __init__(self, reply: str | list[str] = "", *, context_window: int = 4096) -> None:
+        self.replies = [reply] if isinstance(reply, str) else list(reply)
+        self.name = "fake-generator"
+        self.context_window = context_window
+        self.offload = "CPU"
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + text.count("\n")
+
+    def stream(self, messages, *, max_tokens: int, temperature: float | None = None, stop=()):
+        self.prompts.append(list(messages))
+        reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+        words = reply.split(" ")
+        for i, w in enumerate(words[:max_tokens]):
+            yield w if i == 0 else " " + w
