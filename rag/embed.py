@@ -118,6 +118,40 @@ class BaseEmbedder:
             yield lo, self.embed(texts[lo:lo + every])
 
 
+class HashEmbedder(BaseEmbedder):
+    """Deterministic bag of hashed lexical tokens: texts sharing words get similar vectors.
+
+    No model, no quality: for tests, benchmarks and fault-injection runs where the embedding model
+    is not what is being measured. `delay` (seconds per batch) stretches an ingest out in time.
+    """
+
+    def __init__(self, dim: int = 64, *, name: str = "hash-embedder", delay: float = 0.0, batch_size: int = 8) -> None:
+        self.name = name
+        self.dim = dim
+        self.delay = delay
+        self.batch_size = batch_size
+        self.languages = None
+        self.calls = 0
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        import hashlib
+        import time
+
+        from rag.tokenize import tokenize
+
+        self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for tok in tokenize(t) or ["<empty>"]:
+                h = int.from_bytes(hashlib.blake2b(tok.encode(), digest_size=8).digest(), "little")
+                out[i, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            if not out[i].any():
+                out[i, 0] = 1.0
+        return out
+
+
 class SentenceTransformerEmbedder(BaseEmbedder):
     """sentence-transformers backend; `backend='onnx'` uses its ONNX Runtime path when installed."""
 

@@ -1,0 +1,132 @@
+"""Concurrent chat sessions through one Pipeline, with an ingest switching generations mid-way.
+
+    python -m eval.concurrency [--sessions 8] [--seconds 30] [--index DIR] [--hash-embedder] [--json]
+
+Each session is a thread that asks the shipped eval questions (data/eval/questions.jsonl) in a loop
+through the same Pipeline object, as the Streamlit app's sessions do. Half-way through, a new
+document is added and ingested under the lock: queries keep answering from the previous
+generation until the switch, then from the new one. Prints a latency table and the error count.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_questions(path: Path) -> list[str]:
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile. >>> percentile([1, 2, 3, 4], 0.5)
+    2
+    """
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[max(0, min(len(s) - 1, int(round(q * len(s) + 0.5)) - 1))]
+
+
+def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False, progress: bool = True) -> dict:
+    from rag.config import load_config
+    from rag.ingest import ingest
+    from rag.pipeline import Pipeline
+
+    work = Path(tempfile.mkdtemp(prefix="rag-conc-"))
+    try:
+        docs = work / "docs"
+        shutil.copytree(ROOT / "data" / "docs", docs)
+        overrides = {"index_dir": str(work / "index"), "rerank": False}
+        embedder = None
+        if hash_embedder:
+            from rag.embed import HashEmbedder
+
+            embedder = HashEmbedder()
+            overrides["embed_model"] = embedder.name
+        cfg = load_config(overrides=overrides)
+        pipe = Pipeline(cfg, embedder=embedder, generator=None, reranker=None)
+        ingest(docs, cfg, embedder=pipe.embedder)
+        questions = load_questions(ROOT / "data" / "eval" / "questions.jsonl")
+        latencies: list[list[float]] = [[] for _ in range(sessions)]
+        errors: list[str] = []
+        generations: set[str] = set()
+        stop = time.monotonic() + seconds
+        lock = threading.Lock()
+
+        def session(i: int) -> None:
+            n = i
+            while time.monotonic() < stop:
+                q = questions[n % len(questions)]
+                n += sessions
+                t0 = time.perf_counter()
+                try:
+                    ans = pipe.ask(q)
+                    assert ans.mode in ("extractive", "refused")
+                    with lock:
+                        generations.add(pipe.index.path.name)
+                except Exception as err:  # noqa: BLE001 - every failure is counted, none may happen
+                    with lock:
+                        errors.append(f"{type(err).__name__}: {err}")
+                latencies[i].append(time.perf_counter() - t0)
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in range(sessions)]
+        for t in threads:
+            t.start()
+        time.sleep(seconds / 2)
+        (docs / "added-during-queries.md").write_text(
+            "# Added while sessions were chatting\n\nThe zebra-crossing benchmark was added mid-run.\n",
+            encoding="utf-8")
+        t_ingest = time.perf_counter()
+        report = ingest(docs, cfg, embedder=pipe.embedder)
+        ingest_s = time.perf_counter() - t_ingest
+        for t in threads:
+            t.join()
+        found = [h.chunk.source for h in pipe.search("zebra-crossing benchmark", k=1)]
+        flat = [x for per in latencies for x in per]
+        return {
+            "sessions": sessions, "seconds": seconds, "requests": len(flat), "errors": len(errors),
+            "error_samples": errors[:5], "p50_ms": round(percentile(flat, 0.5) * 1000, 1),
+            "p95_ms": round(percentile(flat, 0.95) * 1000, 1), "max_ms": round(max(flat, default=0) * 1000, 1),
+            "mean_ms": round(statistics.fmean(flat) * 1000, 1) if flat else 0.0,
+            "per_session_requests": [len(x) for x in latencies], "generations_seen": sorted(generations),
+            "ingest_during_queries_s": round(ingest_s, 2), "new_document_found": found == ["added-during-queries.md"],
+            "ingest_new": report.new, "embedder": pipe.embedder.name,
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.concurrency", description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--hash-embedder", action="store_true", help="no model: a deterministic hashing embedder")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    out = run(sessions=args.sessions, seconds=args.seconds, hash_embedder=args.hash_embedder)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{out['sessions']} sessions × {out['seconds']:.0f} s ({out['embedder']}): {out['requests']} answers, "
+              f"{out['errors']} errors")
+        print(f"latency ms: p50 {out['p50_ms']}  p95 {out['p95_ms']}  max {out['max_ms']}  mean {out['mean_ms']}")
+        print(f"per session: {out['per_session_requests']}")
+        print(f"ingest during queries: {out['ingest_during_queries_s']} s; generations seen by queries: "
+              f"{', '.join(out['generations_seen'])}; new document searchable after: {out['new_document_found']}")
+        for e in out["error_samples"]:
+            print(f"  error: {e}")
+    return 0 if out["errors"] == 0 and out["new_document_found"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
