@@ -21,6 +21,7 @@ is document text, verbatim but for whitespace and the document's own footnote ma
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -57,6 +58,7 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     query = set(tokenize(question))
     scores = _coverage(query, candidates)
     scores += np.array([RANK_WEIGHT / (c.hit + 1) for c in candidates])
+    scores *= np.array([_answer_shape(question, c.text) for c in candidates])
     if embed is not None:
         vectors = np.asarray(embed([question] + [c.text for c in candidates]), dtype=np.float32)
         scores += EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
@@ -71,6 +73,8 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         new = (candidates[k].terms & query) - covered
         if not new or any(candidates[k].text == candidates[j].text for j in chosen):
             continue
+        if "?" in candidates[k].text or "？" in candidates[k].text:
+            continue  # a question adds nothing to an answer
         chosen.append(k)
         covered |= new
 
@@ -83,6 +87,27 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         previous = _terminated(candidates[k].text)
         answer += f"{previous}[{candidates[k].hit + 1}]"
     return answer
+
+
+_QUANTITY_QUESTION = re.compile(r"^\s*(how (much|many|long|large|big|fast|old)|what (size|percentage|number))|多少|几|多大|多长",
+                                re.IGNORECASE)
+
+
+def _answer_shape(question: str, sentence: str) -> float:
+    """A multiplier for sentences that cannot be answers or look like one.
+
+    A sentence that asks a question (often the document quoting the user's question back) is
+    halved; for "how much / how many / 多少" questions a sentence with a number gets a lift.
+
+    >>> _answer_shape("How much memory?", 'For example "How much memory?" is asked.')
+    0.5
+    >>> _answer_shape("How much memory?", "It needs 4.4 GB.")
+    1.2
+    """
+    factor = 0.5 if ("?" in sentence or "？" in sentence) else 1.0
+    if _QUANTITY_QUESTION.search(question) and re.search(r"\d", sentence):
+        factor *= 1.2
+    return factor
 
 
 def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:

@@ -331,7 +331,9 @@ def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = Fa
             progress("parse", len(found), len(found))
         report.removed = sorted(set(prev_files) - set(records))
 
-        if not records:
+        if not records and prev is not None and prev_files and not report.failed:
+            pass  # every document was removed from the folder: commit an empty generation
+        elif not records:
             if found or report.failed:
                 raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
                                   "(see the reasons above) and none was indexed before")
@@ -350,6 +352,13 @@ def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = Fa
     return report
 
 
+class _DimOnly:
+    """Stands in for the embedder when there is nothing to embed."""
+
+    def __init__(self, name: str, dim: int, languages) -> None:
+        self.name, self.dim, self.languages = name, dim, frozenset(languages) if languages else None
+
+
 def _load_embedder(cfg: Config):
     from rag.embed import load_embedder
 
@@ -359,6 +368,9 @@ def _load_embedder(cfg: Config):
 def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | None, keep: set[str],
             new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str], embedder,
             progress: Progress | None, folder: Path) -> None:
+    if not records and prev is not None:  # an empty collection needs no model, only the dimension
+        dim = int(read_manifest(prev).get("embed_dim") or read_manifest(prev).get("dim") or 0)
+        embedder = embedder or _DimOnly(cfg.embed_model, dim, read_manifest(prev).get("embed_languages"))
     embedder = embedder or _load_embedder(cfg)
     kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
     prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if kept else None

@@ -46,6 +46,26 @@ class Pipeline:
         self._lock = threading.RLock()
         self.notices: list[str] = []
 
+    _GENERATOR_FIELDS = frozenset({"llm_model", "n_gpu_layers", "n_ctx", "n_threads", "seed", "chat_prefix_cache"})
+    _RERANKER_FIELDS = frozenset({"reranker_model"})
+    _INDEX_FIELDS = frozenset({"index_dir", "embed_model", "embed_backend", "embed_device", "embed_languages"})
+
+    def with_overrides(self, **changes) -> "Pipeline":
+        """A Pipeline with some settings changed (top_k, rerank, fusion, temperature…) that shares
+        every loaded model and the open index that the change does not affect."""
+        cfg = self.cfg.with_overrides(**changes)
+        changed = {k for k in changes if getattr(cfg, k) != getattr(self.cfg, k)}
+        same_index = not (changed & self._INDEX_FIELDS)
+        other = Pipeline(cfg,
+                         embedder=self._embedder if same_index else None,
+                         generator=_AUTO if changed & self._GENERATOR_FIELDS else self._generator,
+                         reranker=_AUTO if changed & self._RERANKER_FIELDS else self._reranker,
+                         verifier=self._verifier if not (changed & {"verifier"}) and same_index else None)
+        if same_index:
+            other._index = self._index
+        other.notices = list(self.notices)
+        return other
+
     # --- lazily loaded parts
 
     @property

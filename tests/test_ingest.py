@@ -326,3 +326,15 @@ def test_shared_pdfs_bad_inputs_and_sample_data(tmp_path, make_cfg, fake_embedde
     alce = idx.source_chunks("pdfs/alce-paper.pdf")
     assert max(p for c in alce for p in c.pages) >= 20 and idx.is_paginated("pdfs/alce-paper.pdf")
     assert ingest(folder, cfg, embedder=fake_embedder).noop
+
+
+def test_removing_every_document_commits_an_empty_index(tmp_path, make_cfg, fake_embedder):
+    folder = write_docs(tmp_path / "docs", {"only.md": "# One\n\nThe only document.\n"})
+    cfg = make_cfg()
+    ingest(folder, cfg, embedder=fake_embedder)
+    (folder / "only.md").unlink()
+    report = ingest(folder, cfg)  # no embedder needed: nothing to embed
+    assert report.removed == ["only.md"] and report.chunks == 0
+    idx = Index.open(cfg.index_dir)
+    assert idx.n_chunks == 0 and idx.files() == []
+    assert Retriever(idx, fake_embedder).search("document") == []

@@ -166,3 +166,13 @@ def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     prompt = build_prompt("memory?", hits, count_tokens=gen.count_tokens, context_window=gen.context_window,
                           answer_tokens=24)
     assert prompt.prompt_tokens + 24 <= gen.context_window
+
+
+def test_with_overrides_shares_models_and_index(collection):
+    cfg, emb = collection
+    pipe = Pipeline(cfg, embedder=emb, generator=None, reranker=None)
+    pipe.ask("How many bits per weight does Q4_K_M store?")
+    narrow = pipe.with_overrides(top_k=1, fusion="bm25")
+    assert narrow.embedder is pipe.embedder and narrow.index is pipe.index and narrow.generator is None
+    ans = narrow.ask("How many bits per weight does Q4_K_M store?")
+    assert len(ans.sources) == 1 and narrow.cfg.top_k == 1 and pipe.cfg.top_k == cfg.top_k

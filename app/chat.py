@@ -1,0 +1,394 @@
+"""The chat page: ask questions over the index, see cited sources, manage the documents.
+
+    streamlit run app/chat.py        (or: python -m app)
+
+Configured like the CLIs (rag.toml, RAG_* environment variables: RAG_INDEX_DIR, RAG_DOCS_DIR,
+RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`, uploads and
+deletions are `rag.upload` (which runs the same incremental ingest as `python -m rag.ingest`,
+under its lock), and every text from a document or a model goes through `app.render`'s escapers
+before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
+the conversation and the sidebar settings belong to the session.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/chat.py` puts app/ on the path, not the project
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from app import render
+from app.resources import generator_for, pipeline_for, reranker_for
+from rag import upload
+from rag.config import Config, load_config
+from rag.errors import IndexLockedError, RagError
+from rag.records import Answer
+
+UPLOAD_TYPES = ["pdf", "md", "markdown", "txt", "html", "htm"]
+FUSIONS = ["auto", "rrf", "bm25", "dense"]
+ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-1.5b"
+
+
+def safe_html(fragment: str) -> None:
+    """Markup built by app.render, whose untrusted parts are already escaped."""
+    st.markdown(fragment, unsafe_allow_html=True)
+
+
+def progress_bar(label: str):
+    bar = st.progress(0.0, text=label)
+    names = {"parse": "Reading files", "embed": "Embedding chunks"}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{names.get(stage, stage)}: {done}/{total}")
+
+    return bar, update
+
+
+def flash(kind: str, text: str) -> None:
+    """A message shown once after the next rerun (uploads and deletions rerun the page)."""
+    st.session_state.setdefault("flash", []).append((kind, text))
+
+
+def show_flash() -> None:
+    for kind, text in st.session_state.pop("flash", []):
+        getattr(st, kind)(render.md_escape(text))
+
+
+# --- sidebar -----------------------------------------------------------------------------------------
+
+
+def sidebar(cfg0: Config, status: dict) -> Config:
+    """Collection stats, model status and the session's settings; returns the session's config."""
+    sb = st.sidebar
+    sb.title(":material/library_books: Ask your documents")
+    sb.subheader("Collection")
+    if "index_error" in status:
+        sb.caption("No usable index." if status.get("index_error_kind") != "IndexMissingError" else "No index yet.")
+    else:
+        a, b = sb.columns(2)
+        a.metric("Documents", status["documents"])
+        b.metric("Chunks", status["chunks"])
+        sb.caption(render.md_escape(f"Embedding model: {status['embed_model']}"))
+        sb.caption(render.md_escape(f"Last ingest: {render.when(status.get('created'))} ({status['generation']})"))
+
+    sb.subheader("Model")
+    gen, gen_error = generator_for(cfg0)
+    if gen is not None:
+        sb.success(render.md_escape(f"GGUF loaded: {gen.name} · {getattr(gen, 'offload', 'CPU')}"))
+    else:
+        sb.info("Extractive mode: answers are sentences quoted from the documents. "
+                "To get written answers, add a GGUF model:")
+        sb.code(ADD_MODEL_HELP, language="bash")
+    if gen_error:
+        sb.error(render.md_escape(gen_error))
+
+    sb.subheader("Retrieval")
+    top_k = sb.slider("Sources per answer (top-k)", 1, 20, value=min(20, max(1, cfg0.top_k)), key="top_k")
+    rerank = sb.toggle("Rerank with a cross-encoder", value=cfg0.rerank, key="rerank")
+    if rerank:
+        reranker, notice = reranker_for(cfg0)
+        if reranker is None:
+            sb.warning(render.md_escape(notice or "reranker unavailable: answering without reranking"))
+    fusions = FUSIONS if cfg0.fusion in FUSIONS else [cfg0.fusion, *FUSIONS]
+    fusion = sb.selectbox("Fusion", fusions, index=fusions.index(cfg0.fusion), key="fusion",
+                          help="auto: score fusion that drops a retriever blind to the query's language")
+    temperature = sb.slider("Temperature", 0.0, 1.5, value=float(cfg0.temperature), step=0.05, key="temperature",
+                            disabled=gen is None, help="Only used with a GGUF model")
+    cfg = cfg0.with_overrides(top_k=top_k, rerank=rerank, fusion=fusion, temperature=temperature)
+
+    return cfg
+
+
+def chat_actions(where) -> None:
+    """'New chat' and the Markdown export; drawn after the answer of this run is in the session."""
+    turns = st.session_state.turns
+    where.divider()
+    if where.button("New chat", icon=":material/add_comment:", width="stretch", disabled=not turns):
+        st.session_state.turns = []
+        st.rerun()
+    where.download_button("Export chat (Markdown)", render.chat_to_markdown(turns), file_name="chat.md",
+                          mime="text/markdown", icon=":material/download:", width="stretch", disabled=not turns)
+
+
+# --- answers -----------------------------------------------------------------------------------------
+
+
+def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: str, ctx: dict) -> None:
+    with st.expander(render.md_escape(label)):
+        heading = " › ".join(hit.chunk.heading_path)
+        st.caption(render.md_escape(render.scores_text(hit) + (f" · section: {heading}" if heading else "")))
+        safe_html(render.chunk_html(hit.chunk.text, quote_start, quote_start + len(quote)))
+        record = ctx["files"].get(hit.chunk.source)
+        is_pdf = record is not None and record.kind == "pdf" and hit.paginated
+        if is_pdf and st.toggle("Open the cited PDF page", key=key):
+            page_view(hit, quote, quote_start, record, ctx)
+
+
+def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
+    """The cited PDF page: an image (pypdfium2), then its text with the quote highlighted."""
+    try:
+        doc = _document(str(ctx["docs_dir"]), record.source, record.hash, ctx["max_bytes"])
+        span = upload.cited_page(doc, hit.chunk, quote_start, len(quote))
+    except RagError as err:
+        st.warning(render.md_escape(str(err)))
+        return
+    st.caption(render.md_escape(f"{record.source} · page {span.number} of {len(doc.pages)}"))
+    try:
+        st.image(_page_png(str(Path(ctx["docs_dir"]) / record.source), record.hash, span.number,
+                           span.text[span.start:span.end]), width="stretch")
+    except Exception as err:  # noqa: BLE001 - the image is a bonus; the page text below is the viewer
+        st.caption(render.md_escape(f"(no page image: {type(err).__name__}: {err})"))
+    safe_html(render.chunk_html(span.text, span.start, span.end))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _document(docs_dir: str, source: str, sha256: str, max_bytes: int):
+    return upload.load_document(docs_dir, source, max_bytes=max_bytes, sha256=sha256)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _page_png(path: str, sha256: str, page: int, quote: str) -> bytes:
+    from app.pdfpage import render_page_png
+
+    return render_page_png(path, page, quote)
+
+
+def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
+    if answer.refused:
+        safe_html(render.refusal_html(answer))
+        if answer.sources:
+            st.caption("Nearest sources (not enough to answer):")
+            for i, hit in enumerate(answer.sources[:3]):
+                source_card(hit, hit.label, key=f"page-{turn}-near-{i}", ctx=ctx)
+        return
+    if answer.mode == "extractive":
+        st.caption(":material/format_quote: Extractive answer: sentences quoted from the documents "
+                   "(no language model loaded).")
+    safe_html(render.answer_html(answer))
+    if answer.query != answer.question:
+        st.caption(render.md_escape(f"Searched for: {answer.query}"))
+    bad = render.flagged(answer)
+    if bad:
+        plural = "s" if len(bad) > 1 else ""
+        with st.expander(f":material/warning: {len(bad)} sentence{plural} flagged by the verifier"):
+            for s in bad:
+                st.markdown(render.md_escape(f"“{s.text}” — {s.reason} (support {s.support:.2f})"))
+    if answer.invalid_markers:
+        st.caption(f"{answer.invalid_markers} citation marker(s) pointing to no source were removed.")
+    for c in answer.citations:
+        hit = answer.sources[c.n - 1]
+        source_card(hit, render.citation_label(c), quote=c.quote, quote_start=c.quote_start,
+                    key=f"page-{turn}-{c.n}", ctx=ctx)
+
+
+def ask(pipe, question: str, ctx: dict) -> None:
+    """Stream the answer to `question` into the page and keep the turn in the session."""
+    turns = st.session_state.turns
+    history = []
+    for t in turns:
+        history += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"].text}]
+    with st.chat_message("user"):
+        safe_html(render.user_html(question))
+    with st.chat_message("assistant"):
+        slot = answer_slot()
+        slot.caption("Searching the documents…")
+        answer, raw = None, ""
+        try:
+            for event in pipe.stream(question, history=history):
+                if isinstance(event, Answer):
+                    answer = event
+                else:
+                    raw += event
+                    slot.markdown(render.streaming_html(raw), unsafe_allow_html=True)
+        except RagError as err:
+            slot.error(render.md_escape(str(err)))
+            return
+        if answer is None:
+            slot.error("No answer was produced.")
+            return
+        turns.append({"question": question, "answer": answer})
+        with slot.container():
+            show_answer(answer, len(turns) - 1, ctx)
+
+
+def answer_slot():
+    """Where an answer goes. Streamed and replayed answers use the same slot, so their cards keep
+    their identity (an opened card stays open) when the page reruns."""
+    return st.empty()
+
+
+# --- documents ---------------------------------------------------------------------------------------
+
+
+def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
+    docs_dir: Path = ctx["docs_dir"]
+    st.caption(render.md_escape(f"Documents folder: {docs_dir}"))
+    if index_ok and not docs_dir.is_dir():
+        st.warning(render.md_escape(
+            f"The documents folder {docs_dir} (where this index was ingested from) does not exist here, so "
+            "uploads and deletions are off: ingesting another folder would drop every indexed document. "
+            "Set RAG_DOCS_DIR to the folder that holds the documents."))
+        return
+    show_flash()
+    n = st.session_state.setdefault("uploader", 0)
+    files = st.file_uploader("Add documents (PDF, Markdown, text, HTML)", type=UPLOAD_TYPES,
+                             accept_multiple_files=True, key=f"uploader-{n}",
+                             max_upload_size=max(1, math.ceil(ctx["max_bytes"] / 2**20)))
+    if files:
+        bar, update = progress_bar(f"Adding {len(files)} file(s)…")
+        try:
+            result = upload.add_documents(pipe, docs_dir, [(f.name, f.getvalue()) for f in files],
+                                          max_bytes=ctx["max_bytes"], progress=update)
+        except IndexLockedError as err:
+            flash("error", f"Not added: {err}. Try again when it has finished.")
+        except RagError as err:
+            flash("error", f"Not added: {err}")
+        else:
+            for s in result.saved:
+                flash("success", f"Added {s.source}" + (f" (renamed: {s.renamed_from} was taken)" if s.renamed_from
+                                                         else ""))
+            for r in result.rejected:
+                flash("error", f"Rejected {r.name}: {r.reason}" + (f" (fix: {r.fix})" if r.fix else ""))
+            for f in result.failed:
+                flash("error", f"Could not read {f.source}: {f.reason}" + (f" (fix: {f.fix})" if f.fix else ""))
+            if result.report is not None:
+                mine = {f.source for f in result.failed}
+                others = [f"{f.source} ({f.reason})" for f in result.report.failed if f.source not in mine]
+                if others:
+                    flash("warning", f"Also in the folder but not indexed: {'; '.join(others)}")
+                flash("caption", result.report.summary().splitlines()[0])
+        bar.empty()
+        st.session_state.uploader = n + 1  # a fresh, empty uploader
+        st.rerun()
+
+    if not index_ok:
+        return
+    records = list(ctx["files"].values())
+    st.subheader(f"{len(records)} document{'s' if len(records) != 1 else ''}")
+    confirm = st.session_state.get("confirm_delete")
+    for r in records:
+        name, meta, action = st.columns([5, 3, 2], vertical_alignment="center")
+        name.markdown(render.md_escape(r.source) + (f"  \n{render.md_escape(r.title)}" if r.title else ""))
+        meta.caption(render.md_escape(f"{r.kind.upper()} · {r.pages} page{'s' if r.pages != 1 else ''} · "
+                                      f"{r.chunks} chunk{'s' if r.chunks != 1 else ''}"))
+        if action.button("Delete", key=f"delete-{r.source}", icon=":material/delete:"):
+            st.session_state.confirm_delete = r.source
+            st.rerun()
+        if confirm == r.source:
+            st.warning(render.md_escape(f"Delete {r.source} from the documents folder and the index?"))
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", key="confirm-delete", type="primary"):
+                st.session_state.confirm_delete = None
+                bar, update = progress_bar(f"Removing {r.source}…")
+                try:
+                    upload.remove_document(pipe, docs_dir, r.source, progress=update)
+                    flash("success", f"Deleted {r.source}")
+                except RagError as err:
+                    flash("error", f"Not deleted: {err}")
+                bar.empty()
+                st.rerun()
+            if no.button("Cancel", key="cancel-delete"):
+                st.session_state.confirm_delete = None
+                st.rerun()
+
+
+# --- empty states ------------------------------------------------------------------------------------
+
+
+def missing_index(cfg: Config, ctx: dict) -> None:
+    st.info(render.md_escape(
+        f"No index yet at {cfg.index_dir}. Upload documents below: they are saved to {ctx['docs_dir']} and "
+        "indexed. Or build the index from a folder of documents on the command line:"))
+    st.code(f"python -m rag.ingest {ctx['docs_dir']} --index {cfg.index_dir}", language="bash")
+
+
+def mismatched_index(pipe, cfg: Config, status: dict, ctx: dict) -> None:
+    st.error(render.md_escape(status["index_error"]))
+    folder = ctx["docs_dir"]
+    st.markdown("Rebuild the index with the configured embedding model "
+                f"({render.md_escape(cfg.embed_model)}):")
+    st.code(f"python -m rag.ingest {folder} --index {cfg.index_dir} --rebuild", language="bash")
+    if Path(folder).is_dir() and st.button(f"Rebuild now from {render.md_escape(str(folder))}", type="primary"):
+        bar, update = progress_bar("Rebuilding…")
+        try:
+            report = pipe.ingest(folder, rebuild=True, progress=update)
+            flash("success", report.summary().splitlines()[0])
+        except RagError as err:
+            flash("error", f"Rebuild failed: {err}")
+        bar.empty()
+        st.rerun()
+    show_flash()
+
+
+def _manifest_of(cfg: Config) -> dict:
+    from rag.index import current_generation, read_manifest
+
+    try:
+        gen = current_generation(Path(cfg.index_dir))
+        return read_manifest(gen) if gen else {}
+    except RagError:
+        return {}
+
+
+# --- the page ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="Ask your documents", page_icon=":material/library_books:", layout="wide")
+    try:
+        cfg0 = load_config()
+    except RagError as err:
+        st.error(render.md_escape(str(err)))
+        st.stop()
+    st.session_state.setdefault("turns", [])
+    base = pipeline_for(cfg0)
+    status = base.status()
+    cfg = sidebar(cfg0, status)
+    actions = st.sidebar.container()
+    pipe = pipeline_for(cfg)
+    kind = status.get("index_error_kind")
+    manifest, files = {}, {}
+    if kind is None:
+        index = base.index
+        manifest, files = index.manifest, {f.source: f for f in index.files()}
+    elif kind == "ModelMismatchError":
+        manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
+    ctx = {"docs_dir": upload.documents_folder(cfg0.docs_dir, manifest), "files": files,
+           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024)}
+
+    if kind == "IndexMissingError":
+        st.title("Ask your documents")
+        missing_index(cfg0, ctx)
+        documents_panel(base, ctx, index_ok=False)
+        return
+    if kind is not None:
+        st.title("Ask your documents")
+        if kind == "ModelMismatchError":
+            mismatched_index(base, cfg0, status, ctx)
+        else:
+            st.error(render.md_escape(status["index_error"]))
+        return
+
+    chat_tab, docs_tab = st.tabs([":material/chat: Chat", f":material/description: Documents ({len(files)})"])
+    question = st.chat_input("Ask a question about your documents")
+    with docs_tab:
+        documents_panel(base, ctx, index_ok=True)
+    with chat_tab:
+        if not st.session_state.turns and not question:
+            st.caption("Ask a question below. Answers cite their sources as [n]; open a source card to see the "
+                       "quoted passage highlighted in its chunk.")
+        for i, turn in enumerate(st.session_state.turns):
+            with st.chat_message("user"):
+                safe_html(render.user_html(turn["question"]))
+            with st.chat_message("assistant"), answer_slot().container():
+                show_answer(turn["answer"], i, ctx)
+        if question and question.strip():
+            ask(pipe, question.strip(), ctx)
+    chat_actions(actions)
+
+
+main()

@@ -1,0 +1,1 @@
+"""Evaluation harnesses: detectors, abstention, retrieval and answer quality on public data sets."""

@@ -1,0 +1,128 @@
+"""Is there enough evidence to answer? A 0..1 score from the retrieved hits, before generation.
+
+    >>> should_abstain(0.2, 0.35)
+    True
+
+With a reranker, the score is the sigmoid of the best hit's cross-encoder logit: the reranker
+already reads question and passage together. Without one it comes from what can be checked
+cheaply in the best passage, combined by a logistic model fitted on SQuAD 2.0
+(`python -m eval.abstention --fit`):
+
+- coverage of the question's content words (stemmed Latin words, CJK bigrams) by the passage
+  and by its best one- or two-sentence window, and of the question's word pairs;
+- the question's names (capitalised words, acronyms) and numbers: one that the passage lacks is
+  the commonest way a question asks about something the collection does not say;
+- a negation in the question that the best window lacks;
+- the dense (cosine) score of the hit when the retriever computed one.
+
+The fused score itself is not used: score fusion normalises per query, so the best hit of every
+query scores near the top whatever it says. Deliberately skipped: a trained answerability model
+(SQuAD 2.0's unanswerable questions are written to look answerable; no cheap feature sees that).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from rag.records import Hit
+from rag.tokenize import query_language, tokenize
+from rag.verify import bigram_coverage, content_tokens, coverage, missing_names, missing_numbers, names, windows
+
+# Question words that carry no content ("how many", "what kind of", "name the …").
+_QUESTION_WORDS = frozenset("mani much kind type name year call".split())
+_NEGATION = frozenset("not no never none nor n't without".split())
+
+# Logistic weights over EvidenceFeatures.vector(), then the intercept (with and without a dense
+# score). Fitted by `python -m eval.abstention --fit` on SQuAD 2.0 dev questions outside the
+# 200 + 200 that the harness reports on (answerable = 1), top-5 hits from BM25 + MiniLM fusion.
+WEIGHTS_DENSE = (0.0, 0.584, 0.514, -0.553, -1.519, -2.65, 2.65, -1.927)
+WEIGHTS_LEXICAL = (0.0, 0.68, 0.542, -0.761, -1.552, -2.632, -0.609)
+HITS_CONSIDERED = 3  # the best of the top 3: an answer in hit 2 or 3 still counts
+
+
+@dataclass(frozen=True)
+class EvidenceFeatures:
+    passage_coverage: float  # question content tokens found in the passage
+    window_coverage: float  # … in its best one- or two-sentence window
+    pair_coverage: float  # question token pairs adjacent in the best window
+    name_missing: float  # share of the question's names missing from the passage
+    number_missing: float  # 1.0 when a number of the question is missing
+    negation_mismatch: float  # 1.0 when the question negates and the best window does not
+    dense: float | None  # the hit's cosine score; None when the retriever had none
+
+    def vector(self) -> list[float]:
+        base = [self.passage_coverage, self.window_coverage, self.pair_coverage, self.name_missing,
+                self.number_missing, self.negation_mismatch]
+        return base + ([self.dense] if self.dense is not None else [])
+
+
+# Chinese interrogatives and particles: their character bigrams ("有什", "什么", "么缺") straddle
+# word boundaries and are in no passage, so left in they read as missing content.
+_ZH_FILLERS = re.compile("为什么|什么样|什么|怎么样|怎么|如何|哪些|哪个|哪里|多少|是否|能否|可以|请问|一下|吗|呢|吧|啊|呀|哪|几|有|是|的|了")
+
+
+def question_tokens(question: str) -> list[str]:
+    """Content tokens of a question, without interrogative fillers.
+
+    >>> question_tokens("How many people lived in Paris in 1900?")
+    ['peopl', 'live', 'pari', '1900']
+    >>> question_tokens("重排序模型有什么缺点？")
+    ['重排', '排序', '序模', '模型', '缺点']
+    """
+    return [t for t in content_tokens(_ZH_FILLERS.sub(" ", question)) if t not in _QUESTION_WORDS]
+
+
+def hit_features(question: str, hit: Hit) -> EvidenceFeatures:
+    """What evidence_score reads from one hit."""
+    q = question_tokens(question)
+    text = hit.chunk.text
+    best_win, best_cov = text, -1.0
+    for w in windows(text):
+        c = coverage(q, tokenize(w))
+        if c > best_cov:
+            best_win, best_cov = w, c
+    win_toks = tokenize(best_win)
+    q_names = names(question)
+    q_neg = bool(_NEGATION & set(question.lower().replace("n't", " n't").split()))
+    w_neg = bool(_NEGATION & set(best_win.lower().replace("n't", " n't").split()))
+    return EvidenceFeatures(
+        passage_coverage=coverage(q, tokenize(text)),
+        window_coverage=max(best_cov, 0.0),
+        pair_coverage=bigram_coverage(q, win_toks),
+        name_missing=len(missing_names(question, [text])) / len(q_names) if q_names else 0.0,
+        number_missing=1.0 if missing_numbers(question, [text]) else 0.0,
+        negation_mismatch=1.0 if q_neg and not w_neg else 0.0,
+        # An English-only embedder's cosine says nothing about a Chinese question: leave it out.
+        dense=None if hit.dense_score is None or query_language(question) == "cjk" else float(hit.dense_score),
+    )
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+def features_score(feats: EvidenceFeatures, *, weights: Sequence[float] | None = None) -> float:
+    x = feats.vector()
+    w = weights if weights is not None else (WEIGHTS_DENSE if feats.dense is not None else WEIGHTS_LEXICAL)
+    return _sigmoid(sum(a * b for a, b in zip(w[:-1], x)) + w[-1])
+
+
+def evidence_score(question: str, hits: Sequence[Hit]) -> float:
+    """0..1: how likely the hits hold an answer. 0.0 without hits.
+
+    The reranker's logit (sigmoid) when the best hit has one; else the feature model, best of
+    the first HITS_CONSIDERED hits.
+    """
+    if not hits:
+        return 0.0
+    reranked = [h.rerank_score for h in hits if h.rerank_score is not None]
+    if reranked:
+        return _sigmoid(max(reranked))
+    return max(features_score(hit_features(question, h)) for h in hits[:HITS_CONSIDERED])
+
+
+def should_abstain(score: float, threshold: float) -> bool:
+    """Refuse when the evidence score is below the threshold (0 never refuses)."""
+    return score < threshold

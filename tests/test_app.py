@@ -1,0 +1,330 @@
+"""The chat page: its safe rendering (app.render, fast), then the page itself driven headlessly with
+streamlit.testing.v1.AppTest over a small real index (slow).
+
+The index is built once per session with the real all-MiniLM-L6-v2 (bundled, offline); each page
+test works on its own copy of the index and documents folder. No GGUF model unless a test adds one
+(extractive mode), and the reranker is configured to a folder that does not exist (a missing
+reranker must only cost a notice).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest
+
+from app.render import answer_html, chat_to_markdown, chunk_html, html_text, md_escape, refusal_html
+from rag.cite import sentence_citations
+from rag.records import Answer, Chunk, Citation, Hit, SentenceCheck
+from tests.conftest import write_docs
+
+APP = str(Path(__file__).resolve().parents[1] / "app" / "chat.py")
+TIMEOUT = 120  # the first run loads the embedder
+
+DOCS = {
+    "quantization.md": (
+        "# Quantization\n\n"
+        "Quantization stores model weights with fewer bits. A 7B model quantized to Q4_K_M needs about "
+        "4.8 GB of memory, while the same model in Q8_0 needs about 7.7 GB. Q4_K_M keeps most of the quality "
+        "of the full-precision model.\n\n"
+        "## Choosing a level\n\nUse Q8_0 when memory allows; it is almost lossless. Use Q4_K_M on laptops.\n"),
+    "bm25.txt": (
+        "BM25 is a lexical ranking function. It scores documents by term frequency and inverse document "
+        "frequency, with saturation controlled by k1 and length normalisation controlled by b. Typical values "
+        "are k1 = 1.2 and b = 0.75.\n"),
+    "gpu.md": (
+        "# Running on a GPU\n\n"
+        "Offloading layers to the GPU with n_gpu_layers speeds up generation. Setting n_gpu_layers to -1 "
+        "offloads every layer when the model fits in video memory.\n"),
+}
+QUESTION = "How much memory does a 7B model need in Q4_K_M?"
+
+
+def make_pdf(pages: list[str]) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
+
+
+PDF_PAGES = ["Small boards. This guide covers single-board computers for local language models.",
+             ("The Raspberry Pi 5 generates about six tokens per second with a 1B model in Q4_K_M. "
+              "Cooling matters: without a fan the board throttles after a few minutes.")]
+
+
+HOSTILE = ("GGUF needs 4.8 GB <script>alert(1)</script> ![x](http://evil/beacon.png) "
+           "[click](javascript:alert(2)) <img src=x onerror=alert(3)> :red[red] $x$ www.evil.com")
+
+
+def hostile_answer(**kw) -> Answer:
+    chunk = Chunk("c1", "evil.md", HOSTILE, 0, len(HOSTILE), (1,))
+    text = "GGUF needs 4.8 GB [1]. " + HOSTILE + " [1]."
+    (first, cited), (second, _) = sentence_citations(text)  # the sentences as the pipeline checks them
+    checks = (SentenceCheck(first, cited, 0.9, True),
+              SentenceCheck(second, cited, 0.1, False, "low overlap with cited source (0.10) <b>"))
+    base = dict(question="q <i>", query="q", mode="extractive", text=text, raw_text=text,
+                citations=(Citation(1, "c1", "evil.md", (1,), "GGUF needs 4.8 GB", 0, False),),
+                sentences=checks, sources=(Hit(chunk, 0.9),))
+    return Answer(**{**base, **kw})
+
+
+def only_our_tags(fragment: str) -> bool:
+    tags = set(re.findall(r"<\s*/?\s*([a-zA-Z]+)", fragment))
+    return tags <= {"div", "span", "sup", "mark", "br", "b"}
+
+
+def test_html_text_leaves_nothing_for_html_or_markdown_to_parse():
+    out = html_text(HOSTILE + "\nline\r\nend")
+    assert only_our_tags(out) and out.count("<br>") == 2
+    for ch in "<>[]()!:$*_`":
+        assert ch not in out.replace("<br>", "")
+    assert "www&#46;evil&#46;com" in out  # no autolink either
+
+
+def test_answer_html_marks_flagged_sentences_and_citations():
+    out = answer_html(hostile_answer())
+    assert only_our_tags(out) and "\n" not in out  # one line: Markdown reads it as one HTML block
+    assert out.count('class="rag-cite"') == 2 and "&#91;1&#93;" in out
+    flagged = re.findall(r'<span class="rag-flagged" title="([^"]*)"', out)
+    assert len(flagged) == 1 and "low overlap with cited source" in flagged[0] and "<b>" not in flagged[0]
+    assert "javascript" in out and "javascript&#58;" in out  # shown as text, not a link
+
+
+def test_answer_html_keeps_bold_and_bullets_from_a_model():
+    text = "Memory:\n- **Q4_K_M** needs 4.8 GB [1].\n- Q8_0 needs 7.7 GB [1]."
+    out = answer_html(hostile_answer(text=text, sentences=(), mode="generative"))
+    assert "<b>Q4&#95;K&#95;M</b>" in out and out.count("• ") == 2 and only_our_tags(out)
+
+
+def test_chunk_html_highlights_the_quote_and_refusals_look_different():
+    out = chunk_html(HOSTILE, 0, len("GGUF needs 4.8 GB"))
+    assert re.search(r"<mark[^>]*>GGUF needs 4&#46;8 GB</mark>", out) and only_our_tags(out)
+    refusal = refusal_html(hostile_answer(mode="refused", text="The documents do not contain an answer."))
+    assert 'class="rag-refusal"' in refusal and "Not found in the documents" in refusal
+
+
+def test_md_escape_and_the_markdown_export_are_inert():
+    assert md_escape("[a](javascript:x) ![i](http://e/b.png)") == (
+        "\\[a\\]\\(javascript\\:x\\) \\!\\[i\\]\\(http\\:\\/\\/e\\/b\\.png\\)")
+    export = chat_to_markdown([{"question": "q", "answer": hostile_answer()}])
+    assert "![" not in export.replace("\\![", "") and "<script>" not in export.replace("\\<script\\>", "")
+    assert "- [1] evil.md — “GGUF needs 4.8 GB”" in export
+    assert "Flagged by the verifier" in export and "low overlap" in export
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, minilm):
+    """(docs folder, index folder) built once with the real embedder."""
+    from rag.config import load_config
+    from rag.ingest import ingest
+
+    root = tmp_path_factory.mktemp("app-corpus")
+    docs = write_docs(root / "docs", {**DOCS, "boards.pdf": make_pdf(PDF_PAGES)})
+    cfg = load_config(env={}, overrides={"index_dir": str(root / "index"), "rerank": False})
+    ingest(docs, cfg, embedder=minilm)
+    return docs, root / "index"
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, built):
+    """A private copy of the collection, and the RAG_* settings the app reads."""
+    docs, index = built
+    shutil.copytree(docs, tmp_path / "docs")
+    shutil.copytree(index, tmp_path / "index")
+    monkeypatch.chdir(tmp_path)  # no rag.toml, no models/ folder: extractive mode
+    for key in [k for k in os.environ if k.startswith("RAG_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_DOCS_DIR", str(tmp_path / "docs"))
+    monkeypatch.setenv("RAG_RERANKER_MODEL", str(tmp_path / "no-such-reranker"))
+    return tmp_path
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def html_blocks(at: AppTest, cls: str) -> list[str]:
+    return [m.value for m in at.markdown if f'class="{cls}"' in m.value]
+
+
+def plain(markdown: str) -> str:
+    """What a reader sees of md_escape'd text: the backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(elements) -> str:
+    return "\n".join(plain(str(e.value)) for e in elements)
+
+
+@pytest.mark.slow
+def test_answer_with_citation_card(env):
+    at = ask(start(), QUESTION)
+    answers = html_blocks(at, "rag-answer")
+    assert len(answers) == 1
+    assert "4&#46;8 GB" in answers[0]  # the figure, escaped like every document text
+    assert 'class="rag-cite"' in answers[0] and "&#91;1&#93;" in answers[0]  # an inline [1] marker
+    assert "Extractive answer" in texts(at.caption)
+    cards = [e for e in at.expander if plain(e.label).startswith("[1]")]
+    assert cards and "quantization" in cards[0].label
+    card_html = texts(cards[0].markdown)
+    assert "<mark" in card_html and "Q4&#95;K&#95;M" in card_html  # the quoted span, highlighted
+    assert "retrieval" in texts(cards[0].caption) and "rerank off" in texts(cards[0].caption)
+    assert "unavailable" in texts(at.sidebar.warning)  # the missing reranker's notice
+
+
+@pytest.mark.slow
+def test_follow_up_uses_the_conversation(env):
+    at = ask(start(), QUESTION)
+    at = ask(at, "And in Q8_0?")
+    assert len(html_blocks(at, "rag-answer")) == 2
+    assert len(at.session_state.turns) == 2
+    second = at.session_state.turns[1]["answer"]
+    assert second.query != second.question  # rewritten into a standalone query
+    assert "7&#46;7 GB" in html_blocks(at, "rag-answer")[1]
+    export = chat_to_markdown(at.session_state.turns)
+    assert "## 2. And in Q8\\_0?" in export and "[1] quantization.md" in export
+    assert not at.sidebar.download_button[0].disabled
+    at.sidebar.button[0].click().run()  # New chat
+    assert at.session_state.turns == [] and not html_blocks(at, "rag-answer")
+
+
+@pytest.mark.slow
+def test_refusal_looks_different_and_shows_nearest_sources(env, monkeypatch):
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "1.01")  # no evidence is enough: always refuse
+    at = ask(start(), "Who won the football world cup in 1998?")
+    assert html_blocks(at, "rag-refusal") and not html_blocks(at, "rag-answer")
+    assert "Nearest sources" in texts(at.caption)
+    assert len(at.expander) >= 1
+
+
+@pytest.mark.slow
+def test_upload_good_and_bad_files(env):
+    at = start()
+    good = b"# Zebras\n\nThe plains zebra sleeps standing up for about seven hours a day.\n"
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 64
+    at.file_uploader[0].set_value([("zebras.md", good, "text/markdown"), ("photo.pdf", png, "application/pdf")])
+    at.run()
+    assert not at.exception, at.exception
+    assert "Added zebras.md" in texts(at.success)
+    assert "Rejected photo.pdf: the content is a PNG image" in texts(at.error)  # reported with its reason
+    assert (env / "docs" / "zebras.md").exists() and not (env / "docs" / "photo.pdf").exists()
+    at = ask(at, "How long does the plains zebra sleep?")
+    assert any("zebras.md" in plain(e.label) for e in at.expander if plain(e.label).startswith("["))
+
+
+@pytest.mark.slow
+def test_upload_rejects_traversal_names_and_files_over_the_limit(env, monkeypatch):
+    monkeypatch.setenv("RAG_MAX_FILE_MB", str(2000 / 2**20))  # 2000 bytes
+    at = start()
+    at.file_uploader[0].set_value([("../../etc/x.txt", b"Escaped text about otters and their dens.", "text/plain"),
+                                   ("big.txt", b"x" * 2001, "text/plain")])
+    at.run()
+    assert not at.exception, at.exception
+    assert "Added x.txt" in texts(at.success)
+    assert (env / "docs" / "x.txt").exists() and not (env / "etc").exists()
+    assert "Rejected big.txt" in texts(at.error) and "limit" in texts(at.error)
+    assert not (env / "docs" / "big.txt").exists()
+
+
+@pytest.mark.slow
+def test_cited_pdf_page_opens_with_the_quote_highlighted(env):
+    at = ask(start(), "How many tokens per second does the Raspberry Pi 5 generate with a 1B model?")
+    cards = [e for e in at.expander if "boards.pdf" in plain(e.label)]
+    assert cards and "p. 1-2" in plain(cards[0].label)  # the chunk spans both pages
+    cards[0].toggle[0].set_value(True).run()
+    assert not at.exception, at.exception
+    card = next(e for e in at.expander if "boards.pdf" in plain(e.label))
+    assert "page 2 of 2" in texts(card.caption)  # the page the quote is on
+    assert card.image and card.image[0].value  # the page rendered by pypdfium2
+    page = card.markdown[-1].value
+    assert "Raspberry Pi 5" in page and "<mark" in page and "throttles" in page  # the whole page, quote marked
+
+
+@pytest.mark.slow
+def test_delete_a_document(env):
+    at = start()
+    at.button(key="delete-bm25.txt").click().run()
+    at.button(key="confirm-delete").click().run()
+    assert not at.exception, at.exception
+    assert "Deleted bm25.txt" in texts(at.success)
+    assert not (env / "docs" / "bm25.txt").exists()
+    assert "Documents (3)" in [t.label for t in at.tabs][1]
+    assert not any(b.key == "delete-bm25.txt" for b in at.button)
+
+
+@pytest.mark.slow
+def test_empty_index_teaches_how_to_start(env, monkeypatch):
+    monkeypatch.setenv("RAG_INDEX_DIR", str(env / "no-index-yet"))
+    at = start()
+    assert "No index yet" in texts(at.info)
+    assert any("python -m rag.ingest" in c.value for c in at.code)
+    assert at.file_uploader  # uploading is the other way in
+    at.file_uploader[0].set_value(("first.md", b"# First\n\nThe first document mentions capybaras.", "text/markdown"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "No index yet" not in texts(at.info)  # the index exists now
+    assert (env / "no-index-yet" / "CURRENT").exists()
+
+
+@pytest.mark.slow
+def test_model_mismatch_explains_how_to_rebuild(env, monkeypatch, built):
+    monkeypatch.setenv("RAG_EMBED_MODEL", "someone/other-embedder")
+    monkeypatch.delenv("RAG_DOCS_DIR")  # the folder to rebuild from comes from the index's manifest
+    at = start()
+    assert "someone/other-embedder" in texts(at.error)
+    assert f"python -m rag.ingest {built[0].resolve()} --index {env / 'index'} --rebuild" in [c.value for c in at.code]
+    assert not at.chat_input  # no questions against vectors from another model
+
+
+@pytest.mark.slow
+def test_no_html_or_beacons_from_documents(env):
+    evil = (b"# Beacon test\n\nThe quokka telemetry note: ![x](http://127.0.0.1:9/beacon.png) "
+            b"<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) quokka.\n")
+    at = start()
+    at.file_uploader[0].set_value(("evil.md", evil, "text/markdown"))
+    at.run()
+    at = ask(at, "What is the quokka telemetry note?")
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "quokka" in shown
+    for needle in ("<script", "<img", "](http", "](javascript", "onerror="):
+        assert needle not in shown
+
+
+@pytest.mark.slow
+def test_with_a_gguf_model_answers_are_generated_and_unsupported_sentences_flagged(env, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from tests.tiny_models import write_tiny_gguf
+
+    monkeypatch.setenv("RAG_LLM_MODEL", str(write_tiny_gguf(env / "tiny.gguf")))
+    monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", "40")
+    at = start()
+    assert "GGUF loaded: tiny.gguf · CPU" in texts(at.sidebar.success)
+    assert not at.sidebar.slider(key="temperature").disabled
+    at = ask(at, QUESTION)
+    answer = at.session_state.turns[0]["answer"]
+    assert answer.mode == "generative" and "Extractive answer" not in texts(at.caption)
+    # random weights write uncited text: every claim in it is flagged, visibly, with its reason
+    assert answer.sentences and all(not s.supported for s in answer.sentences if s.reason != "no claim")
+    shown = html_blocks(at, "rag-answer")[0]
+    assert 'class="rag-flagged"' in shown and "no citation" in shown
+    assert any("flagged by the verifier" in e.label for e in at.expander)
