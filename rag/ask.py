@@ -83,9 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if answer.mode == "extractive":
         print("[extractive answer: sentences quoted from the documents; add a GGUF model for written answers]")
     print(format_sources(answer))
-    for notice in answer.notices:
-        if not notice.startswith("extractive mode"):
-            print(f"note: {notice}", file=sys.stderr)
     return 0
 
 

@@ -114,9 +114,10 @@ class Pipeline:
             return self._verifier
 
     def _notice(self, text: str) -> None:
+        """Remember a degradation for Answer.notices (the UI and --json show it); the backend that
+        failed has already logged it once."""
         if text not in self.notices:
             self.notices.append(text)
-            log.warning(text)
 
     @property
     def index(self):

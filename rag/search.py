@@ -65,8 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("no results")
     else:
         print("\n\n".join(format_hit(i, h) for i, h in enumerate(hits, 1)))
-    for notice in pipe.notices:
-        print(f"note: {notice}", file=sys.stderr)
     return 0
 
 
