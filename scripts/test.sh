@@ -10,6 +10,4 @@ if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>
         || echo "warning: could not install chromium; the browser test will be skipped"
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-# The browser test saves its screenshot here; docs/screenshot.png is refreshed on purpose only.
-export RAG_SCREENSHOT=${RAG_SCREENSHOT:-$PWD/.pytest_cache/screenshot.png}
 exec .venv/bin/python -m pytest "$@"

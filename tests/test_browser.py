@@ -2,7 +2,7 @@
 
 Builds an index from data/docs plus one hostile document, starts `streamlit run app/chat.py` on a
 free localhost port, asks a question, waits for the answer, opens its first citation card and
-saves a screenshot (docs/screenshot.png, or the path in RAG_SCREENSHOT). Then asks about the
+saves a screenshot (in the test's tmp folder, and at RAG_SCREENSHOT when set). Then asks about the
 hostile document and checks that nothing in it ran or loaded: no alert, no script effects, no
 <img> or link it planted, and no request reached the beacon server its Markdown points at.
 
@@ -208,9 +208,10 @@ def test_question_answer_and_citation_card_in_a_real_browser(server, driver, bea
     time.sleep(0.5)  # let the expander animation settle
     png = d.get_screenshot_as_png()
     (tmp_path / "screenshot.png").write_bytes(png)
-    target = Path(os.environ.get("RAG_SCREENSHOT") or ROOT / "docs" / "screenshot.png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(png)
+    if os.environ.get("RAG_SCREENSHOT"):  # RAG_SCREENSHOT=docs/screenshot.png refreshes the README's picture
+        target = Path(os.environ["RAG_SCREENSHOT"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png)
 
     # A document full of HTML, scripts, an image beacon and javascript: links renders as text.
     ask(d, EVIL_QUESTION, 2)
