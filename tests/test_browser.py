@@ -178,11 +178,16 @@ def open_card(d, prefix: str, nth_answer: int):
     """Click the first card whose label matches the regex `prefix` under answer `nth_answer` (0-based)."""
     from selenium.webdriver.common.by import By
 
-    messages = d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatMessage"]')
-    assistant = [m for m in messages if m.find_elements(By.CSS_SELECTOR, ".rag-answer, .rag-refusal")][nth_answer]
-    summaries = assistant.find_elements(By.CSS_SELECTOR, '[data-testid="stExpander"] summary')
-    found = [s for s in summaries if re.search(prefix, s.text)]
-    assert found, [s.text for s in summaries]
+    def matching():
+        # The cards render just after the streamed text: on a loaded machine, a moment later.
+        messages = d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatMessage"]')
+        answers = [m for m in messages if m.find_elements(By.CSS_SELECTOR, ".rag-answer, .rag-refusal")]
+        if len(answers) <= nth_answer:
+            return []
+        summaries = answers[nth_answer].find_elements(By.CSS_SELECTOR, '[data-testid="stExpander"] summary')
+        return [s for s in summaries if re.search(prefix, s.text)]
+
+    found = wait_for(d, matching, timeout=60, what=f"a source card matching {prefix!r}")
     summary = found[0]
     d.execute_script("arguments[0].scrollIntoView({block: 'center'});", summary)
     summary.click()
