@@ -40,7 +40,7 @@ class Config:
 
     # --- embedding
     embed_model: str = DEFAULT_EMBED_MODEL
-    embed_backend: str = "torch"  # torch | onnx | onnx-int8 (see eval.bench for the trade-off)
+    embed_backend: str = "onnx-int8"  # 2.5x torch fp32 on 2 cores, SQuAD hybrid R@5 unchanged (eval.bench); torch | onnx | onnx-int8
     embed_batch_size: int = 32
     embed_device: str = "cpu"
     embed_languages: str = "auto"  # auto: from the model name; or e.g. "en" / "multi"

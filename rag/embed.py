@@ -167,10 +167,6 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             raise MissingDependencyError("sentence-transformers", "core") from err
         path = resolve_model_path(model)
         kwargs: dict = {"device": device}
-        if backend.startswith("onnx"):
-            kwargs["backend"] = "onnx"
-            if backend == "onnx-int8":
-                kwargs["model_kwargs"] = {"file_name": "onnx/model_qint8_avx512_vnni.onnx"}
         try:
             self.model = SentenceTransformer(path, **kwargs)
         except Exception as err:  # noqa: BLE001 - surface every loading failure the same way
@@ -195,6 +191,15 @@ class SentenceTransformerEmbedder(BaseEmbedder):
 
 
 def load_embedder(cfg) -> Embedder:
-    """The configured embedder (cfg: rag.config.Config)."""
+    """The configured embedder (cfg: rag.config.Config): embed_backend torch | onnx | onnx-int8."""
+    if cfg.embed_backend in ("onnx", "onnx-int8"):
+        from rag.embed_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(cfg.embed_model, quantize=cfg.embed_backend == "onnx-int8",
+                            batch_size=cfg.embed_batch_size, languages=cfg.embed_languages)
+    if cfg.embed_backend != "torch":
+        from rag.errors import ConfigError
+
+        raise ConfigError(f"embed_backend {cfg.embed_backend!r} is not one of torch, onnx, onnx-int8")
     return SentenceTransformerEmbedder(cfg.embed_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size,
                                        backend=cfg.embed_backend, languages=cfg.embed_languages)

@@ -186,7 +186,8 @@ def settings_signature(cfg: Config) -> dict:
     from rag import tokenize
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
-            "tokenizer": getattr(tokenize, "TOKENIZER_VERSION", "1"), "embed_model": cfg.embed_model}
+            "tokenizer": getattr(tokenize, "TOKENIZER_VERSION", "1"), "embed_model": cfg.embed_model,
+            "embed_backend": cfg.embed_backend}  # int8 vectors differ slightly: no mixing within an index
 
 
 def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str], int]) -> list[ChunkRow]:
@@ -388,7 +389,7 @@ def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | Non
         order = np.argsort(prev_idx)  # sorted reads from the memory map
         vectors[np.asarray(idx)[order]] = prev_vectors[np.asarray(prev_idx)[order]]
     fresh = [i for i, (_, p) in enumerate(ordered) if p is None]
-    cache = EmbeddingCache(index_dir / "embed-cache.sqlite", cfg.embed_model)
+    cache = EmbeddingCache(index_dir / "embed-cache.sqlite", f"{cfg.embed_model}|{cfg.embed_backend}")
     try:
         if fresh:
             vectors[fresh] = _embed_rows([rows[i] for i in fresh], titles, embedder, cache, progress)

@@ -1,0 +1,96 @@
+"""eval.bench: the benchmark's pure helpers and the shape of its --json output (never its timings)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eval import bench
+
+
+def test_synthetic_texts_draw_zipf_words_in_the_asked_length_range():
+    vocab = bench.vocabulary(2_000, docs_dir=None)
+    texts = bench.synthetic_texts(50, vocab, seed=3, words=(120, 200))
+    assert len(texts) == 50
+    assert all(120 <= len(t.split()) <= 200 for t in texts)
+    counts: dict[str, int] = {}
+    for t in texts:
+        for w in t.lower().replace(".", "").split():
+            counts[w] = counts.get(w, 0) + 1
+    assert counts.get(vocab[0], 0) > counts.get(vocab[500], 0)  # rank 1 is far more frequent than rank 501
+    assert bench.synthetic_texts(5, vocab, seed=3) == bench.synthetic_texts(5, vocab, seed=3)
+
+
+def test_vocabulary_puts_real_words_first_and_is_distinct(tmp_path):
+    (tmp_path / "a.md").write_text("retrieval retrieval retrieval index index chunk", encoding="utf-8")
+    vocab = bench.vocabulary(100, docs_dir=tmp_path)
+    assert vocab[:3] == ["retrieval", "index", "chunk"]
+    assert len(vocab) == len(set(vocab)) == 100
+
+
+def test_queries_are_words_of_the_chunk_they_were_drawn_from():
+    texts = ["alpha beta gamma delta epsilon zeta", "one two three four five six"]
+    for query, row in bench.sample_queries(texts, 20, seed=0):
+        words = query.split()
+        assert 3 <= len(words) <= 6
+        assert set(words) <= set(texts[row].split())
+
+
+def test_perturbed_vectors_stay_unit_and_near_their_source():
+    vecs = bench.clustered_unit_vectors(300, 32, seed=0, per_cluster=30)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    near = bench.perturbed(vecs[:10], seed=1)
+    assert np.allclose(np.linalg.norm(near, axis=1), 1.0, atol=1e-5)
+    assert ((near * vecs[:10]).sum(1) > 0.7).all()
+
+
+def test_recall_and_percentiles():
+    assert bench.recall_at_k(np.array([[1, 2, 3], [4, 5, 6]]), np.array([[1, 2, 3], [7, 8, 9]]), k=3) == 0.5
+    assert bench.percentiles_ms([0.010] * 19 + [0.100]) == (10.0, 14.5)
+
+
+@pytest.mark.slow
+def test_quick_json_run_reports_every_key_for_ingested_and_synthetic_sizes(capsys):
+    """200 chunks through real files and rag.ingest (fake embedder), 300 written directly with random vectors."""
+    code = bench.main(["--sizes", "200,300", "--ingest-max", "200", "--quick", "--json", "--fake-embedder",
+                       "--pdfs", "", "--queries", "8", "--rerank-queries", "2"])
+    assert code == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["size"] for r in results] == [200, 300]
+    number = (int, float)
+    for r in results:
+        for key in ("hybrid_p50_ms", "hybrid_p95_ms", "bm25_p50_ms", "dense_p50_ms", "rank_bm25_p50_ms", "load_s",
+                    "rss_mb", "build_s", "index_mb", "recall_at_10", "hybrid_rerank_p50_ms"):
+            assert isinstance(r[key], number) and not isinstance(r[key], bool), key
+        assert "reingest_noop_s" in r and "embed_chunks_per_s" in r
+        assert r["dense_index"] == "flat"
+    ingested, synthetic = results
+    assert isinstance(ingested["reingest_noop_s"], number) and isinstance(ingested["embed_chunks_per_s"], number)
+    assert ingested["files"] == 200 and ingested["chunks"] >= 200
+    assert synthetic["reingest_noop_s"] is None and synthetic["embed_chunks_per_s"] is None
+    assert "random" in synthetic["vectors"] and synthetic["chunks"] == 300
+    if "gen_note" not in results[0]:
+        assert isinstance(results[0]["gen_overhead_pct"], number)
+        assert isinstance(results[0]["ttft_improvement_pct"], number)
+        assert results[0]["gen_same_text"] is True
+
+
+def test_table_names_the_synthetic_vectors_and_the_targets():
+    row = {"size": 100_000, "vectors": "random unit (synthetic, no embedding model)", "files": 1000, "chunks": 1000,
+           "embed_chunks_per_s": None, "build_s": 1.0, "reingest_noop_s": None, "load_s": 0.1, "rss_mb": 100.0,
+           "rss_after_queries_mb": 110.0, "index_mb": 5.0, "dense_index": "flat", "recall_at_10": 1.0,
+           "bm25_p50_ms": 1.0, "bm25_p95_ms": 2.0, "dense_p50_ms": 1.0, "dense_p95_ms": 2.0, "hybrid_p50_ms": 3.0,
+           "hybrid_p95_ms": 4.0, "rank_bm25_p50_ms": 60.0, "rank_bm25_p95_ms": 70.0, "hybrid_speedup": 20.0,
+           "bm25s_speedup": 60.0, "reranker": "word-overlap", "rerank_candidates": 20, "parse_pages_per_s": None,
+           "parse_pdfs": 0, "machine_cpus": 2, "load_average": 1.0}
+    table = bench.format_table([row])
+    assert "random unit (synthetic, no embedding model)" in table
+    assert "exclude query embedding" in table
+    verdicts = {name: met for name, _, met in bench.targets([row])}
+    assert verdicts["hybrid p50 ≤ 20 ms at 100,000"] is True
+    assert verdicts["hybrid ≥ 13× faster than rank-bm25 at 100,000"] is True
+    assert verdicts["index load ≤ 1 s at 100,000"] is True
+    assert verdicts["RSS after load ≤ 1 GB at 100,000"] is True
+    small = {name: met for name, _, met in bench.targets([{**row, "size": 1000}])}
+    assert small["hybrid p50 ≤ 20 ms at 1,000 (targets are set at 100,000)"] is None  # cannot tell at 1k
