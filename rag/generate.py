@@ -21,6 +21,7 @@ import platform
 import re
 import subprocess
 import threading
+import types
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence, runtime_checkable
 
@@ -83,6 +84,7 @@ class LlamaCppGenerator:
                                      "or upgrade llama-cpp-python)") from err
         if chat_prefix_cache:
             self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
+            self.llm.save_state = types.MethodType(_save_state_without_logits, self.llm)
         self.context_window = int(self.llm.n_ctx())
         self.offload = _describe_offload(llama_cpp, n_gpu_layers, self.n_layers)
 
@@ -118,6 +120,25 @@ class LlamaCppGenerator:
                     raise
                 raise RagError(f"the prompt does not fit the model's context window of {self.context_window} "
                                f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
+
+
+def _save_state_without_logits(llm) -> "llama_cpp.LlamaState":
+    """Llama.save_state keeping one row of logits instead of min(n_tokens, n_batch) rows.
+
+    llama-cpp-python copies the logits of up to n_batch tokens into every state the prefix cache
+    saves (after each completion): 512 x 151,936 float32, about 300 MB for a Qwen2.5 vocabulary and
+    up to 1 s per call on 2 cores; a 1 GB cache then holds three states. A restored state is decoded
+    again before sampling (`_requires_eval`), so those logits are never read; one row keeps
+    load_state's broadcast valid.
+    """
+    import llama_cpp
+
+    full = llm.scores
+    llm.scores = full[-1:]
+    try:
+        return llama_cpp.Llama.save_state(llm)
+    finally:
+        llm.scores = full
 
 
 def _describe_offload(llama_cpp, n_gpu_layers: int, n_layers: int) -> str:

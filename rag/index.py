@@ -127,7 +127,10 @@ class Index:
         self._db_lock = threading.Lock()
         try:
             self.vectors = np.load(gen / "vectors.npy", mmap_mode="r")
-            self.dense = faiss.read_index(str(gen / "dense.faiss")) if self.n_chunks else None
+            # Memory-mapped like vectors.npy: opening costs nothing and pages load on first touch
+            # (read in full, the HNSW file of 100k chunks took 0.2-0.4 s of a 1 s load budget).
+            flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
+            self.dense = faiss.read_index(str(gen / "dense.faiss"), flags) if self.n_chunks else None
             self.bm25 = _load_bm25(gen / "bm25") if self.n_chunks else None
         except Exception as err:  # noqa: BLE001 - any damage reads the same to the user
             raise IndexStateError(f"index generation {gen} is damaged ({type(err).__name__}: {err}) "
@@ -137,7 +140,7 @@ class Index:
                                   f"vectors hold {self.vectors.shape[0]} (fix: {REBUILD_HINT})")
         if self.dense is not None and hasattr(self.dense, "hnsw"):
             self.dense.hnsw.efSearch = int(manifest.get("hnsw_ef_search", 128))
-        self._paginated = {r.source: r.paginated for r in self.files()}
+        self._paginated: dict[str, bool] = {}  # filled on demand: reading all file rows took 0.6 s at 100k
 
     @classmethod
     def open(cls, index_dir: str | Path, *, embed_model: str | None = None) -> "Index":
@@ -158,7 +161,12 @@ class Index:
         return self.manifest["embed_model"]
 
     def is_paginated(self, source: str) -> bool:
-        return self._paginated.get(source, False)
+        known = self._paginated.get(source)
+        if known is None:
+            with self._db_lock:
+                r = self._db.execute("SELECT paginated FROM files WHERE source = ?", (source,)).fetchone()
+            known = self._paginated[source] = bool(r and r[0])
+        return known
 
     def chunks(self, rows: Iterable[int]) -> list[Chunk]:
         rows = [int(r) for r in rows]
@@ -202,7 +210,18 @@ class Index:
         """(rows, inner-product scores) of the k nearest chunks."""
         if self.dense is None or k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, rows = self.dense.search(np.asarray(query_vec, dtype=np.float32).reshape(1, -1), min(k, self.n_chunks))
+        import faiss
+
+        # One query is one thread's work: the rest of an OpenMP team only waits at its barrier, and on
+        # a busy 2-core machine that wait made a Flat search of 10k chunks take 28 ms instead of 0.3 ms.
+        # The setting belongs to the calling thread and is restored, so index builds keep every core.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, rows = self.dense.search(np.asarray(query_vec, dtype=np.float32).reshape(1, -1),
+                                             min(k, self.n_chunks))
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = rows[0] >= 0
         return rows[0][keep], scores[0][keep]
 
