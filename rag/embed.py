@@ -153,11 +153,11 @@ class HashEmbedder(BaseEmbedder):
 
 
 class SentenceTransformerEmbedder(BaseEmbedder):
-    """sentence-transformers backend; `backend='onnx'` uses its ONNX Runtime path when installed."""
+    """sentence-transformers backend (PyTorch). The ONNX Runtime path is rag.embed_onnx."""
 
     _lock = threading.Lock()  # the HF tokenizer is not safe under concurrent calls
 
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32, backend: str = "torch",
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32,
                  languages: str = "auto") -> None:
         try:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -202,4 +202,4 @@ def load_embedder(cfg) -> Embedder:
 
         raise ConfigError(f"embed_backend {cfg.embed_backend!r} is not one of torch, onnx, onnx-int8")
     return SentenceTransformerEmbedder(cfg.embed_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size,
-                                       backend=cfg.embed_backend, languages=cfg.embed_languages)
+                                       languages=cfg.embed_languages)

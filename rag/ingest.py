@@ -370,8 +370,9 @@ def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | Non
             new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str], embedder,
             progress: Progress | None, folder: Path) -> None:
     if not records and prev is not None:  # an empty collection needs no model, only the dimension
-        dim = int(read_manifest(prev).get("embed_dim") or read_manifest(prev).get("dim") or 0)
-        embedder = embedder or _DimOnly(cfg.embed_model, dim, read_manifest(prev).get("embed_languages"))
+        manifest = read_manifest(prev)
+        dim = int(manifest.get("embed_dim") or manifest.get("dim") or 0)
+        embedder = embedder or _DimOnly(cfg.embed_model, dim, manifest.get("embed_languages"))
     embedder = embedder or _load_embedder(cfg)
     kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
     prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if kept else None
