@@ -4,7 +4,7 @@
 
 Configured like the CLIs (rag.toml, RAG_* environment variables: RAG_INDEX_DIR, RAG_DOCS_DIR,
 RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`, uploads and
-deletions are `rag.upload` (which runs the same incremental ingest as `python -m rag.ingest`,
+deletions are `rag.ingest.upload` (which runs the same incremental ingest as `python -m rag.ingest`,
 under its lock), and every text from a document or a model goes through `app.render`'s escapers
 before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
 the conversation and the sidebar settings belong to the session.
@@ -23,7 +23,7 @@ import streamlit as st
 
 from app import render
 from app.resources import generator_for, pipeline_for, reranker_for
-from rag import upload
+from rag.ingest import upload
 from rag.config import Config, load_config
 from rag.errors import IndexLockedError, RagError
 from rag.records import Answer
@@ -325,7 +325,7 @@ def mismatched_index(pipe, cfg: Config, status: dict, ctx: dict) -> None:
 
 
 def _manifest_of(cfg: Config) -> dict:
-    from rag.index import current_generation, read_manifest
+    from rag.index.store import current_generation, read_manifest
 
     try:
         gen = current_generation(Path(cfg.index_dir))

@@ -23,7 +23,7 @@ import re
 import time
 from typing import Iterable, Sequence
 
-from rag.cite import find_markers, split_sentences, strip_markers
+from rag.answer.cite import find_markers, split_sentences, strip_markers
 from rag.records import Answer, Citation, Hit, SentenceCheck
 
 _ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"

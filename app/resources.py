@@ -25,7 +25,7 @@ def _key(cfg: Config, names: tuple[str, ...]) -> str:
 
 @st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
 def _embedder(key: str, _cfg: Config):
-    from rag.embed import load_embedder
+    from rag.models.embed import load_embedder
 
     return load_embedder(_cfg)
 
@@ -34,7 +34,7 @@ def _embedder(key: str, _cfg: Config):
 def _generator(key: str, _cfg: Config) -> tuple[object, str]:
     """(generator or None, error). A configured model that fails to load is reported in the
     sidebar and the app answers extractively, rather than failing every question."""
-    from rag.generate import load_generator
+    from rag.models.llama import load_generator
 
     try:
         return load_generator(_cfg), ""
@@ -47,7 +47,7 @@ def _generator(key: str, _cfg: Config) -> tuple[object, str]:
 @st.cache_resource(show_spinner="Loading the reranker…", max_entries=4)
 def _reranker(name: str, _cfg: Config) -> tuple[object, str]:
     """(reranker or None, notice): a missing reranker costs a notice, never an error."""
-    from rag.rerank import load_reranker
+    from rag.answer.rerank import load_reranker
 
     reranker, notice = load_reranker(_cfg.with_overrides(rerank=True))
     return reranker, notice or ""

@@ -1,10 +1,10 @@
-"""When should the app refuse? Correct and false refusals of `rag.abstain` on SQuAD 2.0.
+"""When should the app refuse? Correct and false refusals of `rag.answer.abstain` on SQuAD 2.0.
 
     python -m eval.abstention --dataset ../shared/data/squad2-dev/dev-v2.0.json [--n 200] [--json]
-    python -m eval.abstention --dataset ... --fit      # refit rag.abstain's constants (prints them)
+    python -m eval.abstention --dataset ... --fit      # refit rag.answer.abstain's constants (prints them)
 
 Retrieval runs over every paragraph of the file (646 in the shared half of dev): BM25 (bm25s,
-k1 1.2, b .75, `rag.tokenize` tokens) and all-MiniLM-L6-v2 cosine, fused as 0.7·bm25/max(bm25)
+k1 1.2, b .75, `rag.index.tokenize` tokens) and all-MiniLM-L6-v2 cosine, fused as 0.7·bm25/max(bm25)
 + 0.3·cosine; the top 5 become `Hit`s. Each question gets `evidence_score(question, hits)`.
 A refusal is correct on an unanswerable question (is_impossible) and false on an answerable one.
 The curve lists both rates per threshold; the chosen threshold is the one with the most correct
@@ -62,7 +62,7 @@ def retrieve(paragraphs: list[tuple[tuple[str, int], str]], questions: list[str]
     import bm25s
 
     from rag.records import Chunk, Hit
-    from rag.tokenize import tokenize
+    from rag.index.tokenize import tokenize
 
     texts = [t for _, t in paragraphs]
     bm25 = bm25s.BM25(k1=1.2, b=0.75)
@@ -110,10 +110,10 @@ def choose_threshold(points: Sequence[dict[str, float]], *, max_false: float = M
 
 
 def fit(examples: Sequence[QAExample], hits: Sequence[Sequence], *, limit: int = 1500) -> dict[str, list[float]]:
-    """Sign-bounded logistic weights for rag.abstain (answerable = 1), features of the best of
+    """Sign-bounded logistic weights for rag.answer.abstain (answerable = 1), features of the best of
     the first HITS_CONSIDERED hits — the one with the highest window coverage."""
     from eval.detector import fit_logistic
-    from rag.abstain import HITS_CONSIDERED, hit_features
+    from rag.answer.abstain import HITS_CONSIDERED, hit_features
 
     signs = (1, 1, 1, -1, -1, -1, 1)
     xs_dense, xs_lex, ys = [], [], []
@@ -133,12 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dataset", required=True, help="SQuAD 2.0 JSON")
     ap.add_argument("--n", type=int, default=200, help="unanswerable and answerable questions reported, each")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--fit", action="store_true", help="refit rag.abstain's weights on the other questions")
+    ap.add_argument("--fit", action="store_true", help="refit rag.answer.abstain's weights on the other questions")
     args = ap.parse_args(argv)
 
-    from rag.abstain import evidence_score
+    from rag.answer.abstain import evidence_score
     from rag.config import load_config
-    from rag.embed import load_embedder
+    from rag.models.embed import load_embedder
     from rag.errors import RagError
 
     try:

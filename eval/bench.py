@@ -45,14 +45,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.embed import BaseEmbedder, model_languages, resolve_model_path
+from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
 from rag.errors import MissingDependencyError
-from rag.embed_onnx import OnnxEmbedder, export_onnx
+from rag.models.embed_onnx import OnnxEmbedder, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-BACKENDS = ("torch", "onnx", "onnx-int8")  # the ones rag.embed offers (with the proposed OnnxEmbedder)
+BACKENDS = ("torch", "onnx", "onnx-int8")  # the ones rag.models.embed offers (with the proposed OnnxEmbedder)
 MEASURED_BACKENDS = (*BACKENDS, "openvino")  # openvino: measured when installed, for the comparison
 
 
@@ -126,7 +126,7 @@ def synthetic_texts(n: int, vocab: Sequence[str], *, seed: int = 0, words: tuple
 def sample_queries(texts: Sequence[str], n: int, *, seed: int = 1) -> list[tuple[str, int]]:
     """(query, row it was drawn from): 3-6 distinct non-stopwords of one random text, so their
     frequencies follow the text's (frequent words have long posting lists, as in real queries)."""
-    from rag.tokenize import STOPWORDS
+    from rag.index.tokenize import STOPWORDS
 
     rng = np.random.default_rng(seed)
     out = []
@@ -242,12 +242,12 @@ def _profiled(enabled: bool, label: str):
 # --- ONNX Runtime embedder (proposed for rag/embed.py; see eval/profile_notes.md) ---------------------
 
 # A copy of the change proposed for rag/embed.py (eval/profile_notes.md), so the benchmark can
-# measure it before it lands; make_embedder prefers rag.embed's own ONNX path once that loads.
+# measure it before it lands; make_embedder prefers rag.models.embed's own ONNX path once that loads.
 
 
 class OpenVinoEmbedder(OnnxEmbedder):
     """The fp32 ONNX export run by OpenVINO at its CPU default precision (bf16 on CPUs with
-    AVX512_BF16 or AMX, else f32). Measured here only; not proposed for rag.embed (see profile_notes)."""
+    AVX512_BF16 or AMX, else f32). Measured here only; not proposed for rag.models.embed (see profile_notes)."""
 
     def __init__(self, model: str, **kwargs) -> None:
         super().__init__(model, **kwargs)
@@ -265,14 +265,14 @@ class OpenVinoEmbedder(OnnxEmbedder):
 
 
 def make_embedder(backend: str, *, fake: bool = False):
-    """(embedder, where it came from). ONNX backends come from rag.embed when it has an ONNX
+    """(embedder, where it came from). ONNX backends come from rag.models.embed when it has an ONNX
     path that loads offline, else from the OnnxEmbedder above."""
     if fake:
-        from tests.fakes import FakeEmbedder
+        from rag.testing import FakeEmbedder
 
-        return FakeEmbedder(), "tests.fakes.FakeEmbedder"
+        return FakeEmbedder(), "rag.testing.FakeEmbedder"
     from rag.config import load_config
-    from rag.embed import load_embedder
+    from rag.models.embed import load_embedder
     from rag.errors import RagError
 
     if backend == "openvino":
@@ -280,11 +280,11 @@ def make_embedder(backend: str, *, fake: bool = False):
         return emb, f"eval.bench.OpenVinoEmbedder, {emb.precision}"
     cfg = load_config(env={}, overrides={"embed_model": MINILM, "embed_backend": backend})
     try:
-        return load_embedder(cfg), "rag.embed"
+        return load_embedder(cfg), "rag.models.embed"
     except RagError:
         if backend == "torch":
             raise
-    return OnnxEmbedder(MINILM, quantize=backend == "onnx-int8"), "rag.embed_onnx"
+    return OnnxEmbedder(MINILM, quantize=backend == "onnx-int8"), "rag.models.embed_onnx"
 
 
 # --- collections ----------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def _cfg(index_dir: Path, embed_model: str):
 
 def _stored(gen: Path):
     """(rows, files, manifest) of a generation, rows in order."""
-    from rag.index import ChunkRow, CHUNK_COLUMNS, connect, read_files, read_manifest, row_to_chunk
+    from rag.index.store import ChunkRow, CHUNK_COLUMNS, connect, read_files, read_manifest, row_to_chunk
 
     con = connect(gen / "chunks.sqlite", readonly=True)
     try:
@@ -326,7 +326,7 @@ def _stored(gen: Path):
 
 
 def _timed_build(index_dir: Path, rows, vectors: np.ndarray, files, manifest: dict, cfg) -> float:
-    from rag.index import write_generation
+    from rag.index.store import write_generation
 
     t0 = time.perf_counter()
     write_generation(index_dir, rows=rows, vectors=vectors, files=files, manifest=manifest, bm25_k1=cfg.bm25_k1,
@@ -336,9 +336,9 @@ def _timed_build(index_dir: Path, rows, vectors: np.ndarray, files, manifest: di
 
 def ingested_collection(n: int, work: Path, vocab: list[str], *, embedder, embed_label: str, n_queries: int,
                         profile: bool) -> Collection:
-    """`n` short files (≈ one chunk each) ingested by rag.ingest, then ingested again unchanged."""
-    from rag.index import current_generation
-    from rag.ingest import ingest
+    """`n` short files (≈ one chunk each) ingested by rag.ingest.build, then ingested again unchanged."""
+    from rag.index.store import current_generation
+    from rag.ingest.build import ingest
 
     docs = work / "docs"
     for i, text in enumerate(synthetic_texts(n, vocab, seed=n, words=(50, 80))):  # ≈ 140 word pieces: one chunk
@@ -383,10 +383,10 @@ def ingested_collection(n: int, work: Path, vocab: list[str], *, embedder, embed
 def synthetic_collection(n: int, work: Path, vocab: list[str], *, dim: int, n_queries: int,
                          profile: bool) -> Collection:
     """`n` chunks written straight into a generation, with clustered random unit vectors."""
-    from rag.chunk import chunk_id
-    from rag.index import ChunkRow, FileRecord
+    from rag.ingest.chunk import chunk_id
+    from rag.index.store import ChunkRow, FileRecord
     from rag.records import Chunk
-    from rag.tokenize import tokenize
+    from rag.index.tokenize import tokenize
 
     t0 = time.perf_counter()
     texts = synthetic_texts(n, vocab, seed=n)
@@ -424,9 +424,9 @@ def worker_main() -> None:
     import bm25s  # noqa: F401 - imported here so the load time below is the index's own
     import faiss  # noqa: F401
 
-    from rag.index import Index
-    from rag.retrieve import Retriever
-    from rag.tokenize import tokenize
+    from rag.index.store import Index
+    from rag.answer.retrieve import Retriever
+    from rag.index.tokenize import tokenize
 
     import_s = time.perf_counter() - t0
     rss_start = rss_mb()
@@ -473,7 +473,7 @@ def worker_main() -> None:
     out["hybrid_source_hit_at_10"] = round(sum(s in f for s, f in zip(spec["sources"], found)) / len(queries), 3)
     rr = spec.get("reranker")
     if rr and spec["n_rerank"] > 0:
-        from rag.rerank import rerank
+        from rag.answer.rerank import rerank
 
         reranker = cross_encoder(rr) if rr.get("path") else OverlapReranker()
         n = spec["rerank_candidates"]
@@ -489,7 +489,7 @@ def worker_main() -> None:
 
 
 def cross_encoder(spec: dict):
-    from rag.rerank import CrossEncoderReranker
+    from rag.answer.rerank import CrossEncoderReranker
 
     return CrossEncoderReranker(spec["name"], path=spec["path"])
 
@@ -509,7 +509,7 @@ def reranker_spec(fake: bool) -> tuple[dict | None, str]:
     if fake:
         return {"name": "word-overlap"}, "word-overlap stand-in (no model)"
     from rag.config import Config
-    from rag.embed import resolve_model_path
+    from rag.models.embed import resolve_model_path
     from rag.errors import ModelNotFoundError
 
     name = Config().reranker_model
@@ -558,7 +558,7 @@ def rank_bm25(tokens: list[list[str]], queries: Sequence[str], *, k1: float, b: 
         from rank_bm25 import BM25Okapi
     except ImportError:
         return {"rank_bm25_p50_ms": None, "rank_bm25_p95_ms": None, "rank_bm25_build_s": None}
-    from rag.tokenize import tokenize
+    from rag.index.tokenize import tokenize
 
     t0 = time.perf_counter()
     bm = BM25Okapi([t or [""] for t in tokens], k1=k1, b=b)
@@ -578,7 +578,7 @@ def dense_recall(index_dir: Path, vectors: np.ndarray, query_vecs: np.ndarray) -
     at the configured efSearch and two others (HNSW only; Flat is exact)."""
     import faiss
 
-    from rag.index import current_generation, read_manifest
+    from rag.index.store import current_generation, read_manifest
 
     gen = current_generation(index_dir)
     manifest = read_manifest(gen)
@@ -608,7 +608,7 @@ def parse_throughput(folder: Path | None) -> dict:
     if folder is None or not Path(folder).is_dir():
         return {"parse_pages_per_s": None, "parse_pdfs": 0}
     from rag.errors import LoadError
-    from rag.load import parse
+    from rag.ingest.load import parse
 
     pages, seconds, n, failed = 0, 0.0, 0, []
     for p in sorted(Path(folder).glob("*.pdf")):
@@ -730,8 +730,8 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None) -> dict:
     try:
         import llama_cpp
 
-        from rag.generate import LlamaCppGenerator
-        from rag.prompt import build_prompt, rewrite_messages
+        from rag.models.llama import LlamaCppGenerator
+        from rag.answer.prompt import build_prompt, rewrite_messages
         from tests.tiny_models import write_tiny_gguf
     except ImportError as err:
         return {"gen_note": f"skipped: {err}"}
@@ -1005,7 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer queries and embedding rounds, no SQuAD (< 3 minutes)")
     ap.add_argument("--json", action="store_true", help="print a JSON list, one object per size")
     ap.add_argument("--save", type=Path, help="also write the JSON list to this file")
-    ap.add_argument("--fake-embedder", action="store_true", help="tests.fakes.FakeEmbedder, no models (for tests)")
+    ap.add_argument("--fake-embedder", action="store_true", help="rag.testing.FakeEmbedder, no models (for tests)")
     ap.add_argument("--ingest-max", type=int, default=1000, help="sizes up to this are ingested from real files")
     ap.add_argument("--queries", type=int, help="queries per size (default 100; --quick 30)")
     ap.add_argument("--rerank-queries", type=int, help="queries timed with the reranker (default 20; --quick 5)")

@@ -39,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False, progress: bool = True) -> dict:
     from rag.config import load_config
-    from rag.ingest import ingest
+    from rag.ingest.build import ingest
     from rag.pipeline import Pipeline
 
     work = Path(tempfile.mkdtemp(prefix="rag-conc-"))
@@ -49,7 +49,7 @@ def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False
         overrides = {"index_dir": str(work / "index"), "rerank": False}
         embedder = None
         if hash_embedder:
-            from rag.embed import HashEmbedder
+            from rag.models.embed import HashEmbedder
 
             embedder = HashEmbedder()
             overrides["embed_model"] = embedder.name

@@ -3,7 +3,7 @@
     python -m eval.crash [--trials 30] [--files 60] [--seed 0] [--json]
 
 Each trial flips the document folder between two states (files added, changed, removed), starts
-`rag.ingest` in a subprocess and kills it with SIGKILL at a random moment of a full run (parse,
+`rag.ingest.build` in a subprocess and kills it with SIGKILL at a random moment of a full run (parse,
 embed and write all get hit). After every kill: the index must open, a search must return hits,
 and the live generation must be exactly one of the two clean states. Then the ingest is run to
 completion and must equal a clean ingest of the folder (same chunk ids, order, files, vectors).
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys
 from rag.config import load_config
-from rag.embed import HashEmbedder
-from rag.ingest import ingest
+from rag.models.embed import HashEmbedder
+from rag.ingest.build import ingest
 cfg = load_config(env={}, overrides={"index_dir": sys.argv[2], "embed_model": "hash-embedder", "rerank": False})
 print("start", flush=True)
 ingest(sys.argv[1], cfg, embedder=HashEmbedder(delay=float(sys.argv[3]), batch_size=4))
@@ -60,7 +60,7 @@ def write_state(folder: Path, n: int, variant: int) -> None:
 
 def fingerprint(index_dir: Path) -> str:
     """Hash of everything a clean ingest determines."""
-    from rag.index import Index
+    from rag.index.store import Index
 
     idx = Index.open(index_dir)
     con = sqlite3.connect(idx.path / "chunks.sqlite")
@@ -93,9 +93,9 @@ def run_child(folder: Path, index_dir: Path, delay: float, kill_after: float | N
 
 
 def run(trials: int = 30, files: int = 60, seed: int = 0, delay: float = 0.02, progress: bool = True) -> dict:
-    from rag.embed import HashEmbedder
-    from rag.index import Index
-    from rag.retrieve import Retriever
+    from rag.models.embed import HashEmbedder
+    from rag.index.store import Index
+    from rag.answer.retrieve import Retriever
 
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="rag-crash-"))

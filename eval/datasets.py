@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rag.errors import RagError
-from rag.tokenize import query_language
+from rag.index.tokenize import query_language
 
 
 @dataclass(frozen=True)

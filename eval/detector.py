@@ -182,11 +182,11 @@ def evaluate(labels: Sequence[int], supports: Sequence[float], threshold: float,
 
 def build_verifier(spec: str, *, use_embedder: bool):
     from rag.config import load_config
-    from rag.verify import load_verifier
+    from rag.answer.verify import load_verifier
 
     embedder = None
     if use_embedder and (spec == "offline"):
-        from rag.embed import load_embedder
+        from rag.models.embed import load_embedder
 
         embedder = load_embedder(load_config())
     return load_verifier(spec, embedder=embedder)
@@ -230,7 +230,7 @@ def fit(data_dir: Path, *, use_embedder: bool = True) -> dict[str, list[float]]:
     Prints held-out (second-half) figures per set. Returns {"lexical": [...], "embed": [...]}:
     paste them into WEIGHTS_LEXICAL / WEIGHTS_EMBED in rag/verify.py.
     """
-    from rag.verify import OfflineVerifier, score_features
+    from rag.answer.verify import OfflineVerifier, score_features
 
     sets = {"halueval": load_halueval_qa(data_dir / "halueval-qa" / "qa_one-turn_data.json"),
             "begin": load_begin(data_dir / "begin-dev" / "begin_dev_wow.tsv")}

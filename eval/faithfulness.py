@@ -348,7 +348,7 @@ class JudgeRule:
         self._memo[(claim, tuple(evidence))] = verdict
 
     def __call__(self, claim: str, evidence: list[str]) -> bool:
-        from rag.verify import missing_numbers
+        from rag.answer.verify import missing_numbers
 
         key = (claim, tuple(evidence))
         if key not in self._memo:
@@ -359,7 +359,7 @@ class JudgeRule:
 
 def answer_question(pipe, q: EvalQuestion, *, judge: str) -> dict:
     """Ask, retrieve ten for the ranking metrics, and judge citations: the cache record."""
-    from rag.cite import strip_markers
+    from rag.answer.cite import strip_markers
 
     answer = pipe.ask(q.question, history=[{"role": r, "content": c} for r, c in q.history])
     hits = pipe.retrieve(answer.query, k=max(RETRIEVAL_DEPTH, pipe.cfg.top_k))
@@ -609,7 +609,7 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
     from rag.pipeline import Pipeline
 
     if embedder is None:
-        from rag.embed import load_embedder
+        from rag.models.embed import load_embedder
 
         embedder = load_embedder(cfg)
     if index is not None:
@@ -617,12 +617,12 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
     else:
         cfg = cfg.with_overrides(index_dir=str(out / "index"))
         if es.docs_dir is not None:
-            from rag.ingest import ingest
+            from rag.ingest.build import ingest
 
             ingest(es.docs_dir, cfg, embedder=embedder)
         else:
-            from rag.index import current_generation
-            from rag.ingest import build_index
+            from rag.index.store import current_generation
+            from rag.ingest.build import build_index
 
             stamp = out / "index.corpus"
             want = f"{corpus_sha256(es)} {cfg.embed_model} {cfg.chunk_tokens} {cfg.chunk_overlap_tokens}"
@@ -640,7 +640,7 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
 
 def index_corpus_sha256(index: Path) -> str:
     """Identity of an existing index's collection: its files' sources and content hashes."""
-    from rag.index import current_generation, read_files
+    from rag.index.store import current_generation, read_files
 
     gen = current_generation(Path(index))
     if gen is None:
@@ -653,7 +653,7 @@ def index_corpus_sha256(index: Path) -> str:
 
 def _refusal_rule() -> Callable[[float, float], bool]:
     try:
-        from rag.abstain import should_abstain
+        from rag.answer.abstain import should_abstain
     except ImportError:
         return M.below
     return lambda score_, threshold: bool(should_abstain(score_, threshold))

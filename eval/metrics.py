@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rag.tokenize import CJK_CHARS
+from rag.index.tokenize import CJK_CHARS
 
 _CJK = re.compile(f"[{CJK_CHARS}]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -2,7 +2,7 @@
 
     python -m eval.retrieval --dataset PATH [--format squad|cranfield|jsonl] [--k 1,5,20] [--json]
 
-Builds a temporary index from the dataset's passages with the same code as `rag.ingest` (SQuAD:
+Builds a temporary index from the dataset's passages with the same code as `rag.ingest.build` (SQuAD:
 one document per paragraph; Cranfield: one per abstract; jsonl: `passages` [{title, text}] per
 line), asks every answerable question and reports recall@k, MRR and nDCG@10 per retriever.
 Metrics are computed over documents: chunk hits are collapsed to their document's first rank.
@@ -160,9 +160,9 @@ class Scores:
 def evaluate(rs: RetrievalSet, cfg, embedder, *, ks: Sequence[int] = (1, 5, 20), modes: Sequence[str] = MODES,
              index_dir: Path | None = None, progress: bool = True) -> dict:
     """Build an index over rs.docs and score every query under each retrieval mode."""
-    from rag.index import Index
-    from rag.ingest import build_index
-    from rag.retrieve import Retriever
+    from rag.index.store import Index
+    from rag.ingest.build import build_index
+    from rag.answer.retrieve import Retriever
 
     tmp = None
     if index_dir is None:
@@ -203,7 +203,7 @@ def format_table(result: dict, modes: Sequence[str] = MODES) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rag.config import load_config
-    from rag.embed import load_embedder
+    from rag.models.embed import load_embedder
     from rag.errors import RagError
 
     ap = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__.split("\n")[0])

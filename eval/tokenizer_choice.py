@@ -1,4 +1,4 @@
-"""Which BM25 tokens? Paragraph retrieval recall for the tokenizer variants behind `rag.tokenize`.
+"""Which BM25 tokens? Paragraph retrieval recall for the tokenizer variants behind `rag.index.tokenize`.
 
     python eval/tokenizer_choice.py [--data ../shared/data]
 
@@ -20,7 +20,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.tokenize import cjk_bigrams, tokenize_with  # noqa: E402
+from rag.index.tokenize import cjk_bigrams, tokenize_with  # noqa: E402
 
 
 def cjk_uni_bigrams(run: str) -> list[str]:

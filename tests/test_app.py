@@ -19,7 +19,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
 from app.render import answer_html, chat_to_markdown, chunk_html, html_text, md_escape, refusal_html
-from rag.cite import sentence_citations
+from rag.answer.cite import sentence_citations
 from rag.records import Answer, Chunk, Citation, Hit, SentenceCheck
 from tests.conftest import write_docs
 
@@ -125,7 +125,7 @@ def test_md_escape_and_the_markdown_export_are_inert():
 def built(tmp_path_factory, minilm):
     """(docs folder, index folder) built once with the real embedder."""
     from rag.config import load_config
-    from rag.ingest import ingest
+    from rag.ingest.build import ingest
 
     root = tmp_path_factory.mktemp("app-corpus")
     docs = write_docs(root / "docs", {**DOCS, "boards.pdf": make_pdf(PDF_PAGES)})

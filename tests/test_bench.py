@@ -52,7 +52,7 @@ def test_recall_and_percentiles():
 
 @pytest.mark.slow
 def test_quick_json_run_reports_every_key_for_ingested_and_synthetic_sizes(capsys):
-    """200 chunks through real files and rag.ingest (fake embedder), 300 written directly with random vectors."""
+    """200 chunks through real files and rag.ingest.build (fake embedder), 300 written directly with random vectors."""
     code = bench.main(["--sizes", "200,300", "--ingest-max", "200", "--quick", "--json", "--fake-embedder",
                        "--pdfs", "", "--queries", "8", "--rerank-queries", "2"])
     assert code == 0

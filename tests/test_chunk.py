@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-import rag.chunk
-from rag.chunk import chunk_document, chunk_id, estimate_tokens
+import rag.ingest.chunk
+from rag.ingest.chunk import chunk_document, chunk_id, estimate_tokens
 from rag.records import PAGE_JOINER, Chunk, Document, Page
 
 CJK_PUNCT = "，。！？；、：）」"
@@ -30,7 +30,7 @@ def assert_well_formed(doc: Document, chunks: list[Chunk], max_tokens: int) -> N
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(rag.chunk).failed == 0
+    assert doctest.testmod(rag.ingest.chunk).failed == 0
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rag.config import load_config
-from rag.embed import HashEmbedder, load_embedder, model_languages, resolve_model_path
+from rag.models.embed import HashEmbedder, load_embedder, model_languages, resolve_model_path
 from rag.errors import ConfigError, ModelNotFoundError
 
 SENTENCES = ["A 7B model in Q4_K_M needs about 4.4 GB of memory.", "BM25 ranks documents by term frequency.",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.cite import find_markers, resolve, sentence_citations
-from rag.extractive import extractive_answer
+from rag.answer.cite import find_markers, resolve, sentence_citations
+from rag.answer.extractive import extractive_answer
 from rag.records import Chunk, Hit
 
 

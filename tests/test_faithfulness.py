@@ -12,7 +12,7 @@ import eval.faithfulness as F
 from eval.faithfulness import (EvalQuestion, balanced_sample, evaluate, load_eval_set, load_questions_jsonl,
                                ranked_keys, score)
 from tests.conftest import ROOT, shared_path, write_docs
-from tests.fakes import FakeEmbedder
+from rag.testing import FakeEmbedder
 
 DOCS = {
     "quant.md": "# Quantization\n\nQ4_K_M stores about 4.8 bits per weight.\n\n"

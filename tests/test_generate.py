@@ -10,9 +10,10 @@ import pytest
 
 from rag.config import Config
 from rag.errors import ModelNotFoundError
-from rag.generate import (Generator, LlamaCppGenerator, complete, count_physical_cores, load_generator,
-                          physical_cores, resolve_gguf)
-from rag.models import RECOMMENDED, find_recommended, main as models_main
+from rag.answer.generate import Generator, complete
+from rag.models.llama import LlamaCppGenerator, count_physical_cores, load_generator, physical_cores, resolve_gguf
+from rag.cli.models import main as models_main
+from rag.models.registry import RECOMMENDED, find_recommended
 from tests.tiny_models import write_tiny_gguf
 
 MESSAGES = [{"role": "system", "content": "Answer from the sources."},
@@ -185,7 +186,7 @@ def test_concurrent_requests_are_serialised(gen):
 def test_offload_description(n_gpu_layers, gpu, expected):
     from types import SimpleNamespace
 
-    from rag.generate import _describe_offload
+    from rag.answer.generate import _describe_offload
 
     fake = SimpleNamespace(llama_supports_gpu_offload=lambda: gpu,
                            llama_print_system_info=lambda: b"CUDA : ARCHS = 900 | CPU : AVX2 = 1 |")

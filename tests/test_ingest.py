@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexLockedError, IndexMissingError, IndexStateError, IngestError, ModelMismatchError
-from rag.index import Index, current_generation
-from rag.ingest import IngestLock, ingest, main as ingest_main
-from rag.retrieve import Retriever
+from rag.index.store import Index, current_generation
+from rag.cli.ingest import main as ingest_main
+from rag.ingest.build import IngestLock, ingest
+from rag.answer.retrieve import Retriever
 from tests.conftest import ROOT, shared_path, write_docs
 
 DOCS = {
@@ -68,9 +69,9 @@ def test_unchanged_folder_is_a_noop_without_parsing_or_embedding(tmp_path, make_
     cfg = make_cfg()
     first = ingest(folder, cfg, embedder=fake_embedder)
     calls = fake_embedder.calls
-    import rag.load
+    import rag.ingest.load
 
-    monkeypatch.setattr(rag.load, "parse", lambda *a, **k: pytest.fail("an unchanged file was parsed"))
+    monkeypatch.setattr(rag.ingest.load, "parse", lambda *a, **k: pytest.fail("an unchanged file was parsed"))
     second = ingest(folder, cfg, embedder=fake_embedder)
     assert second.noop and second.unchanged == 4 and second.generation == first.generation
     assert fake_embedder.calls == calls
@@ -117,7 +118,7 @@ def test_identical_files_give_identical_chunk_ids(tmp_path, make_cfg, fake_embed
 
 
 def test_model_mismatch_is_a_clear_error_with_the_fix(tmp_path, make_cfg, fake_embedder):
-    from tests.fakes import FakeEmbedder
+    from rag.testing import FakeEmbedder
 
     folder = write_docs(tmp_path / "docs", DOCS)
     cfg = make_cfg()
@@ -151,7 +152,7 @@ def test_lock_held_by_another_process_and_stale_lock_after_its_death(tmp_path, m
     folder = write_docs(tmp_path / "docs", DOCS)
     cfg = make_cfg(lock_wait_s=0.0)
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pathlib import Path; from rag.ingest import IngestLock\n"
+        "import sys, time; from pathlib import Path; from rag.ingest.build import IngestLock\n"
         f"with IngestLock(Path({str(cfg.index_dir)!r})):\n    print('locked', flush=True); time.sleep(60)")],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -225,7 +226,7 @@ def test_write_failure_leaves_previous_generation_intact(tmp_path, make_cfg, fak
     cfg = make_cfg()
     first = ingest(folder, cfg, embedder=fake_embedder)
     (folder / "more.txt").write_text("Another file about quantization.\n", encoding="utf-8")
-    import rag.index
+    import rag.index.store
 
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -264,8 +265,8 @@ def test_damaged_index_is_a_clear_error_naming_rebuild(tmp_path, make_cfg, fake_
 KILL_SCRIPT = """
 import sys
 from rag.config import load_config
-from rag.ingest import ingest
-from tests.fakes import FakeEmbedder
+from rag.ingest.build import ingest
+from rag.testing import FakeEmbedder
 cfg = load_config(env={}, overrides={"index_dir": sys.argv[2], "embed_model": "fake-embedder", "rerank": False})
 print("start", flush=True)
 ingest(sys.argv[1], cfg, embedder=FakeEmbedder(delay=float(sys.argv[3]), batch_size=4))

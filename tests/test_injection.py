@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from rag.ingest import ingest
+from rag.ingest.build import ingest
 from rag.pipeline import Pipeline
 from tests.conftest import write_docs
-from tests.fakes import FakeEmbedder, FakeGenerator
+from rag.testing import FakeEmbedder, FakeGenerator
 
 INJECTIONS = {
     "ignore.md": "# Memory\n\nA 7B model in Q4_K_M needs about 4.4 GB.\n\n"

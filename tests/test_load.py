@@ -1,4 +1,4 @@
-"""Specification of rag.load: files → Document records.
+"""Specification of rag.ingest.load: files → Document records.
 
 Inputs are built in tmp_path; the real PDFs under ../shared are used when that folder exists.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from rag import load
+from rag.ingest import load
 from rag.errors import LoadError
-from rag.load import (
+from rag.ingest.load import (
     FoundFile,
     clean_pdf_text,
     discover,
@@ -621,7 +621,7 @@ def test_importing_load_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, rag.load; print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))"
+    code = "import sys, rag.ingest.load; print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from rag.ingest import ingest
+from rag.ingest.build import ingest
 from rag.pipeline import Pipeline, answer_to_json
 from rag.records import Answer
 from tests.conftest import write_docs
-from tests.fakes import FakeEmbedder, FakeGenerator
+from rag.testing import FakeEmbedder, FakeGenerator
 
 DOCS = {
     "quant.md": "# Quantization\n\nQ4_K_M stores about 4.8 bits per weight.\n\n"
@@ -149,7 +149,7 @@ def test_tiny_reranker_reorders_sources(collection, tmp_path):
 @pytest.mark.slow
 def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     pytest.importorskip("llama_cpp")
-    from rag.generate import LlamaCppGenerator
+    from rag.models.llama import LlamaCppGenerator
     from tests.tiny_models import write_tiny_gguf
 
     cfg, emb = collection
@@ -160,7 +160,7 @@ def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     assert len(pieces) >= 2 and ans.mode in ("generative", "refused") and ans.raw_text == "".join(pieces)
     assert gen.count_tokens(ans.raw_text) <= 24 + 2
     # Context packing against the tiny window: the prompt fits n_ctx with the answer budget reserved.
-    from rag.prompt import build_prompt
+    from rag.answer.prompt import build_prompt
 
     hits = pipe.retrieve("memory")
     prompt = build_prompt("memory?", hits, count_tokens=gen.count_tokens, context_window=gen.context_window,

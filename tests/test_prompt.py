@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from rag.cite import find_markers, resolve, split_sentences
-from rag.prompt import (MESSAGE_OVERHEAD, REFUSAL_EN, REFUSAL_ZH, SYSTEM_PROMPT, answer_language,
+from rag.answer.cite import find_markers, resolve, split_sentences
+from rag.answer.prompt import (MESSAGE_OVERHEAD, REFUSAL_EN, REFUSAL_ZH, SYSTEM_PROMPT, answer_language,
                         build_prompt, is_refusal, refusal_text, rewrite_followup, rewrite_messages,
                         source_block)
 from rag.records import Chunk, Hit

@@ -33,8 +33,8 @@ def test_eight_concurrent_sessions_and_an_ingest_make_no_errors():
 HOSTILE_SCRIPT = """
 import json, resource, sys
 from rag.config import load_config
-from rag.embed import HashEmbedder
-from rag.ingest import ingest
+from rag.models.embed import HashEmbedder
+from rag.ingest.build import ingest
 cfg = load_config(env={}, overrides={"index_dir": sys.argv[2], "embed_model": "hash-embedder", "rerank": False})
 r = ingest(sys.argv[1], cfg, embedder=HashEmbedder(batch_size=256))
 print(json.dumps({"new": r.new, "failed": [[f.source, f.reason] for f in r.failed],
@@ -74,7 +74,7 @@ def test_hostile_folder_is_ingested_with_reasons_and_bounded_memory(tmp_path):
 
 
 def test_models_pull_fails_clearly_offline(capsys, monkeypatch):
-    from rag.models import main
+    from rag.cli.models import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["pull", "qwen2.5-1.5b", "--dir", "/tmp/rag-models-offline-test"]) == 2

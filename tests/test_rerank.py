@@ -8,7 +8,7 @@ import pytest
 
 from rag.config import Config
 from rag.records import Chunk, Hit
-from rag.rerank import CrossEncoderReranker, Reranker, load_reranker, rerank
+from rag.answer.rerank import CrossEncoderReranker, Reranker, load_reranker, rerank
 from tests.tiny_models import write_tiny_cross_encoder
 
 
@@ -77,7 +77,7 @@ def test_rerank_with_the_cross_encoder_orders_by_its_scores(tiny_reranker):
 
 def test_missing_reranker_is_a_notice_not_an_error(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="rag.rerank"):
+    with caplog.at_level(logging.WARNING, logger="rag.answer.rerank"):
         reranker, notice = load_reranker(Config(reranker_model="no/such-model"))
     assert reranker is None
     assert "'no/such-model'" in notice and "without reranking" in notice and "fix:" in notice

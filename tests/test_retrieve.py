@@ -6,11 +6,11 @@ import random
 import numpy as np
 import pytest
 
-from rag.index import Index, build_dense
-from rag.ingest import build_index
+from rag.index.store import Index, build_dense
+from rag.ingest.build import build_index
 from rag.records import Document, Page
-from rag.retrieve import Retriever, convex_fusion, dense_weight, minmax, rrf
-from rag.tokenize import tokenize
+from rag.answer.retrieve import Retriever, convex_fusion, dense_weight, minmax, rrf
+from rag.index.tokenize import tokenize
 
 WORDS = ("quantization weight bits memory cache token model vector index search rerank prompt answer citation "
          "page document chunk embedding latency throughput context window layer matrix kernel").split()

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-import rag.tokenize
-from rag.tokenize import cjk_bigrams, query_language, script_profile, tokenize, tokenize_with
+import rag.index.tokenize
+from rag.index.tokenize import cjk_bigrams, query_language, script_profile, tokenize, tokenize_with
 
 
 def test_doctests() -> None:
-    assert doctest.testmod(rag.tokenize).failed == 0
+    assert doctest.testmod(rag.index.tokenize).failed == 0
 
 
 @pytest.mark.parametrize("text, expected", [

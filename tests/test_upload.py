@@ -1,4 +1,4 @@
-"""Upload safety (rag.upload): names, types, size limit, duplicates, never writing outside the folder."""
+"""Upload safety (rag.ingest.upload): names, types, size limit, duplicates, never writing outside the folder."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.records import Chunk, Document, Failure, Page
-from rag.upload import (DocumentError, UploadRejected, add_documents, cited_page, delete_document,
+from rag.ingest.upload import (DocumentError, UploadRejected, add_documents, cited_page, delete_document,
                         documents_folder, remove_document, sanitize_filename, save_upload, sniff_kind)
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -226,7 +226,7 @@ def test_queries_keep_working_while_an_upload_is_ingested(tmp_path):
     from rag.config import load_config
     from rag.pipeline import Pipeline
     from tests.conftest import write_docs
-    from tests.fakes import FakeEmbedder
+    from rag.testing import FakeEmbedder
 
     cfg = load_config(env={}, overrides={"index_dir": str(tmp_path / "index"), "embed_model": "fake-embedder",
                                          "rerank": False, "chunk_tokens": 40, "chunk_overlap_tokens": 0})

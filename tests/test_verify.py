@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from rag.abstain import EvidenceFeatures, evidence_score, features_score, hit_features, should_abstain
+from rag.answer.abstain import EvidenceFeatures, evidence_score, features_score, hit_features, should_abstain
 from rag.errors import ConfigError, ModelNotFoundError, RagError
 from rag.records import Chunk, Hit
-from rag.verify import (
+from rag.answer.verify import (
     LLMVerifier,
     NLIVerifier,
     OfflineVerifier,

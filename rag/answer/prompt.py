@@ -26,9 +26,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from rag.cite import neutralise_markers, split_sentences, strip_markers
+from rag.answer.cite import neutralise_markers, split_sentences, strip_markers
 from rag.records import Hit
-from rag.tokenize import STOPWORDS
+from rag.index.tokenize import STOPWORDS
 
 REFUSAL_EN = "The documents do not contain an answer to this question."
 REFUSAL_ZH = "文档中没有找到这个问题的答案。"

@@ -195,7 +195,7 @@ class Index:
                                     "FROM files ORDER BY source").fetchall()
         return [FileRecord(*r[:7], bool(r[7]), r[8]) for r in rows]
 
-    # --- scoring primitives; rag.retrieve combines them
+    # --- scoring primitives; rag.answer.retrieve combines them
 
     def bm25_scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 score of every chunk for these query tokens (zeros when none is in the vocabulary)."""

@@ -1,7 +1,7 @@
 """Deterministic stand-ins for the models, for tests where the model itself is not under test."""
 from __future__ import annotations
 
-from rag.embed import HashEmbedder
+from rag.models.embed import HashEmbedder
 
 
 class FakeEmbedder(HashEmbedder):

@@ -17,7 +17,7 @@ import os
 import threading
 from typing import Protocol, Sequence, runtime_checkable
 
-from rag.embed import resolve_model_path
+from rag.models.embed import resolve_model_path
 from rag.errors import MissingDependencyError, ModelNotFoundError
 from rag.records import Hit
 

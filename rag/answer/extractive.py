@@ -8,7 +8,7 @@ Every sentence of every hit is a candidate; hit i is cited as [i + 1], the numbe
 
     coverage + 0.15 / rank  (+ 0.5 · cosine(question, sentence) when an embedder is given)
 
-where coverage is the idf-weighted share of the question's terms (`rag.tokenize` tokens: stemmed
+where coverage is the idf-weighted share of the question's terms (`rag.index.tokenize` tokens: stemmed
 words, CJK bigrams) that the sentence contains, idf taken over the candidate sentences as in BM25.
 The best sentence is kept, then up to `max_sentences - 1` more that bring query terms not covered
 yet and score at least 60 % of the best. Sentences of one hit keep their order in the document;
@@ -27,9 +27,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.cite import split_sentences, strip_markers
+from rag.answer.cite import split_sentences, strip_markers
 from rag.records import Hit
-from rag.tokenize import tokenize
+from rag.index.tokenize import tokenize
 
 RANK_WEIGHT = 0.15  # enough to break near-ties in favour of the better-ranked chunk, no more
 EMBED_WEIGHT = 0.5  # cosine of MiniLM-like models sits in 0.2..0.8: half a term's coverage

@@ -150,28 +150,3 @@ def _explain(err: Exception, repo: str, file: str, directory: Path) -> str:
     if kind in ("RepositoryNotFoundError", "EntryNotFoundError", "RemoteEntryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo}/{file}: {kind} ({first}) (fix: check the name with `python -m rag.models list`)"
     return f"cannot download {repo}/{file}: {kind}: {first}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rag.models", description="Recommended local LLMs (GGUF).")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_list = sub.add_parser("list", help="show the recommended models and which are downloaded")
-    p_list.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    p_pull = sub.add_parser("pull", help="download a model into --dir (needs the internet)")
-    p_pull.add_argument("name", help="a name from `list`, or owner/repo/file.gguf")
-    p_pull.add_argument("--dir", type=Path, default=DEFAULT_DIR)
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        print(format_table(args.dir))
-        return 0
-    try:
-        path = pull(args.name, args.dir)
-    except PullError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{path}  (use it with: llm_model = \"{path}\", or leave llm_model empty to pick it up from {args.dir}/)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,14 @@
-"""Generation: the `Generator` protocol and its llama-cpp-python backend for local GGUF models.
+"""The llama-cpp-python backend for local GGUF models: loading, offload, finding the file, threads.
 
-A generator turns chat messages into streamed text pieces. The chat template comes from the GGUF
-metadata (`tokenizer.chat_template`), which llama-cpp-python applies when no chat_format is given,
-so any instruct GGUF works without per-model prompt code. Offload is `n_gpu_layers` passed straight
-through (-1 = all layers; the same setting works on CUDA and Metal builds, and is ignored by CPU
-builds).
+The chat template comes from the GGUF metadata (`tokenizer.chat_template`), which llama-cpp-python
+applies when no chat_format is given, so any instruct GGUF works without per-model prompt code.
+Offload is `n_gpu_layers` passed straight through (-1 = all layers; the same setting works on CUDA
+and Metal builds, and is ignored by CPU builds).
 
 Model lifetime: nothing is cached at module level. `load_generator` loads the model each time it is
-called; the `Pipeline` that calls it once owns the generator for the life of the process (the app
-keeps its Pipeline in `st.cache_resource`). A llama.cpp context is not re-entrant, so every
-generation holds the generator's lock; token counting only reads the vocabulary and does not.
-
-Deliberately skipped: remote APIs (no cloud calls), tool calling, grammars, multimodal projectors.
+called; the `Pipeline` that calls it once owns the generator for the life of the process. A llama.cpp
+context is not re-entrant, so every generation holds the generator's lock; token counting only reads
+the vocabulary and does not.
 """
 from __future__ import annotations
 
@@ -23,29 +20,12 @@ import subprocess
 import threading
 import types
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Iterator, Sequence
 
+from rag.answer.generate import Generator, Message
 from rag.errors import MissingDependencyError, ModelNotFoundError, RagError
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, str]  # {'role': 'system' | 'user' | 'assistant', 'content': ...}
-
-
-@runtime_checkable
-class Generator(Protocol):
-    name: str
-    context_window: int  # tokens, prompt and answer together
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float | None = None,
-               stop: Sequence[str] = ()) -> Iterator[str]: ...
-
-
-def complete(gen: Generator, messages: list[Message], **kw) -> str:
-    """The whole answer at once: `stream` joined."""
-    return "".join(gen.stream(messages, **kw))
 
 
 class LlamaCppGenerator:
@@ -165,7 +145,7 @@ def resolve_gguf(spec: str, *, search_dirs: Sequence[Path] = (Path("models"),)) 
     (see `python -m rag.models list`); or 'owner/repo/file.gguf' / 'owner/repo:file.gguf' from the
     local Hugging Face cache. A spec that names nothing raises ModelNotFoundError with the fix.
     """
-    from rag.models import RECOMMENDED, find_recommended, parse_hf_spec
+    from rag.models.registry import RECOMMENDED, find_recommended, parse_hf_spec
 
     spec = spec.strip()
     if not spec:

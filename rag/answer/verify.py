@@ -32,7 +32,7 @@ import numpy as np
 
 from rag.errors import ConfigError, ModelNotFoundError, RagError
 from rag.records import SentenceCheck
-from rag.tokenize import CJK_CHARS, STOPWORDS, query_language, tokenize
+from rag.index.tokenize import CJK_CHARS, STOPWORDS, query_language, tokenize
 
 
 @runtime_checkable
@@ -325,7 +325,7 @@ class NLIVerifier:
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 16, max_length: int = 512) -> None:
         import os
 
-        from rag.embed import resolve_model_path
+        from rag.models.embed import resolve_model_path
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:  # before importing torch: a missing model should fail fast

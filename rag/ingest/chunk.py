@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from rag.records import Chunk, Document, Page
-from rag.tokenize import CJK_CHARS
+from rag.index.tokenize import CJK_CHARS
 
 HEADING_KINDS = frozenset({"md", "html"})  # kinds whose '# ' lines are headings, not comments
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rag.records import Hit
-from rag.tokenize import query_language, tokenize
-from rag.verify import bigram_coverage, content_tokens, coverage, missing_names, missing_numbers, names, windows
+from rag.index.tokenize import query_language, tokenize
+from rag.answer.verify import bigram_coverage, content_tokens, coverage, missing_names, missing_numbers, names, windows
 
 # Question words that carry no content ("how many", "what kind of", "name the …").
 _QUESTION_WORDS = frozenset("mani much kind type name year call".split())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from rag.records import Citation, Hit
-from rag.tokenize import tokenize
+from rag.index.tokenize import tokenize
 
 _OPEN = "[\\[［【]"
 _CLOSE = "[\\]］】]"
@@ -248,7 +248,7 @@ def best_quote(claim: str, passage: str, *, max_chars: int = 300) -> tuple[str, 
     >>> best_quote("Weights are stored quantized [1].", p)
     ('It stores quantized weights.', 23)
 
-    Tokens are `rag.tokenize` tokens (lower-cased stemmed words, CJK bigrams); a pair is chosen
+    Tokens are `rag.index.tokenize` tokens (lower-cased stemmed words, CJK bigrams); a pair is chosen
     only when it shares more tokens than either sentence alone and fits in `max_chars`; a single
     sentence longer than `max_chars` is cut at a word boundary. Always
     `passage[offset:offset + len(quote)] == quote`; ('', 0) for an empty passage.

@@ -96,7 +96,7 @@ class BaseEmbedder:
         raise NotImplementedError
 
     def count_tokens(self, text: str) -> int:
-        from rag.chunk import estimate_tokens
+        from rag.ingest.chunk import estimate_tokens
 
         return estimate_tokens(text)
 
@@ -137,7 +137,7 @@ class HashEmbedder(BaseEmbedder):
         import hashlib
         import time
 
-        from rag.tokenize import tokenize
+        from rag.index.tokenize import tokenize
 
         self.calls += 1
         if self.delay:
@@ -193,7 +193,7 @@ class SentenceTransformerEmbedder(BaseEmbedder):
 def load_embedder(cfg) -> Embedder:
     """The configured embedder (cfg: rag.config.Config): embed_backend torch | onnx | onnx-int8."""
     if cfg.embed_backend in ("onnx", "onnx-int8"):
-        from rag.embed_onnx import OnnxEmbedder
+        from rag.models.embed_onnx import OnnxEmbedder
 
         return OnnxEmbedder(cfg.embed_model, quantize=cfg.embed_backend == "onnx-int8",
                             batch_size=cfg.embed_batch_size, languages=cfg.embed_languages)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embed import BaseEmbedder, model_languages, resolve_model_path
+from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
 from rag.errors import MissingDependencyError
 
 

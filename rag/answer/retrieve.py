@@ -86,7 +86,7 @@ class Retriever:
     """Searches one Index with one Embedder; stateless between calls, safe to share across threads."""
 
     def __init__(self, index, embedder, *, fusion: str = "auto", alpha: float = 0.3, candidates: int = 100) -> None:
-        from rag.embed import model_languages
+        from rag.models.embed import model_languages
 
         self.index = index
         self.embedder = embedder
@@ -97,7 +97,7 @@ class Retriever:
         self.languages = (frozenset(langs) if langs else None) if langs != "unset" else model_languages(index.embed_model)
 
     def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None) -> Candidates:
-        from rag.tokenize import tokenize
+        from rag.index.tokenize import tokenize
 
         n = n or self.n_candidates
         idx = self.index
@@ -122,7 +122,7 @@ class Retriever:
     def search_with_vector(self, query: str, query_vec: np.ndarray | None, *, k: int = 10,
                            mode: str = "hybrid") -> list[Hit]:
         """`search` with the query embedding given (batch evaluation embeds all queries at once)."""
-        from rag.tokenize import query_language
+        from rag.index.tokenize import query_language
 
         c = self.candidates(query, query_vec=query_vec)
         if len(c.rows) == 0:

@@ -112,7 +112,7 @@ _HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\
 
 def _classify(data: bytes, name: str) -> tuple[str | None, str]:
     """(kind, '') or (None, why the content is not a document we read)."""
-    from rag.load import decode_text, sniff_type
+    from rag.ingest.load import decode_text, sniff_type
 
     if not data:
         return None, "empty file"
@@ -198,7 +198,7 @@ def save_upload(docs_dir: str | Path, name: str, data: bytes, *, max_bytes: int,
     """
     shown = sanitize_filename(name)
     if len(data) > max_bytes:
-        from rag.load import too_large_reason
+        from rag.ingest.load import too_large_reason
 
         raise UploadRejected(shown, too_large_reason(len(data), max_bytes),
                              "raise RAG_MAX_FILE_MB (max_file_mb) or split the file")
@@ -284,7 +284,7 @@ def load_document(docs_dir: str | Path, source: str, *, max_bytes: int, sha256: 
     With `sha256` (the index's FileRecord.hash), a file changed since the ingest raises
     DocumentError: offsets stored in the index would point to the wrong text.
     """
-    from rag.load import FoundFile, parse, read_bytes
+    from rag.ingest.load import FoundFile, parse, read_bytes
 
     root = Path(docs_dir).resolve()
     rel = PurePosixPath(source)

@@ -3,9 +3,9 @@
     python -m rag.ingest <folder> [--index DIR] [--rebuild] [--json]
 
 Per file: read → content hash → unchanged files are neither parsed nor embedded again; new and
-changed files are parsed (rag.load), chunked (rag.chunk), tokenized (rag.tokenize) and embedded
-(rag.embed); files gone from the folder drop out. The result is written as a new generation and
-switched to atomically (rag.index), under an exclusive lock. Embeddings are also kept in a
+changed files are parsed (rag.ingest.load), chunked (rag.ingest.chunk), tokenized (rag.index.tokenize) and embedded
+(rag.models.embed); files gone from the folder drop out. The result is written as a new generation and
+switched to atomically (rag.index.store), under an exclusive lock. Embeddings are also kept in a
 crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
 Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
 """
@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.config import Config, load_config
 from rag.errors import IndexLockedError, IngestError, LoadError, RagError
-from rag.index import (ChunkRow, FileRecord, check_compatible, collect_garbage, current_generation, read_files,
+from rag.index.store import (ChunkRow, FileRecord, check_compatible, collect_garbage, current_generation, read_files,
                        read_manifest, read_rows, write_generation)
 from rag.records import Chunk, Document, Failure
 
@@ -183,7 +183,7 @@ def index_text(chunk: Chunk, title: str) -> str:
 
 def settings_signature(cfg: Config) -> dict:
     """Settings that change chunk boundaries or tokens: a change re-processes every file."""
-    from rag import tokenize
+    from rag.index import tokenize
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
             "tokenizer": getattr(tokenize, "TOKENIZER_VERSION", "1"), "embed_model": cfg.embed_model,
@@ -191,8 +191,8 @@ def settings_signature(cfg: Config) -> dict:
 
 
 def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str], int]) -> list[ChunkRow]:
-    from rag.chunk import chunk_document
-    from rag.tokenize import tokenize
+    from rag.ingest.chunk import chunk_document
+    from rag.index.tokenize import tokenize
 
     chunks = chunk_document(doc, max_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap_tokens,
                             count_tokens=count_tokens)
@@ -262,7 +262,7 @@ def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = Fa
            progress: Progress | None = None) -> IngestReport:
     """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
     could be read, IndexLockedError when another ingest holds the lock."""
-    from rag.load import discover, parse, read_bytes
+    from rag.ingest.load import discover, parse, read_bytes
 
     t0 = time.perf_counter()
     folder = Path(folder)
@@ -361,7 +361,7 @@ class _DimOnly:
 
 
 def _load_embedder(cfg: Config):
-    from rag.embed import load_embedder
+    from rag.models.embed import load_embedder
 
     return load_embedder(cfg)
 
@@ -419,58 +419,3 @@ def _write_report(index_dir: Path, report: IngestReport) -> None:
         os.replace(tmp, path)
     except OSError as err:
         log.warning("could not write %s: %s", path, err)
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-
-def _tqdm_progress() -> Progress:
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc={"parse": "parsing", "embed": "embedding"}.get(stage, stage),
-                                     unit="file" if stage == "parse" else "chunk", file=sys.stderr, leave=True)
-        if bar.total != total:
-            bar.total = total
-        if done > bar.n:
-            bar.update(done - bar.n)
-        if done >= total and not bar.disable:
-            bar.close()
-            bar.disable = True
-
-    return update
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rag.ingest", description=__doc__.split("\n")[0])
-    ap.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
-    ap.add_argument("--index", dest="index_dir", help="index folder (default: ./rag-index or RAG_INDEX_DIR)")
-    ap.add_argument("--config", help="TOML config file")
-    ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
-    ap.add_argument("--embed-model", help="embedding model: HF name or local path")
-    ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
-                                                  "docs_dir": str(args.folder)})
-        report = ingest(args.folder, cfg, rebuild=args.rebuild,
-                        progress=None if (args.quiet or args.json) else _tqdm_progress())
-    except RagError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
-    else:
-        print(report.summary())
-        print(f"report: {Path(cfg.index_dir) / 'last_ingest.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,2 @@
+"""Answering: retrieve (fusion) → rerank → abstain → prompt → generate → cite → verify."""
+from __future__ import annotations

@@ -1,0 +1,64 @@
+"""`python -m rag.ingest FOLDER`: build or update the index of a folder, with progress bars and a report."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rag.config import load_config
+from rag.errors import RagError
+from rag.ingest.build import Progress, ingest
+
+def _tqdm_progress() -> Progress:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc={"parse": "parsing", "embed": "embedding"}.get(stage, stage),
+                                     unit="file" if stage == "parse" else "chunk", file=sys.stderr, leave=True)
+        if bar.total != total:
+            bar.total = total
+        if done > bar.n:
+            bar.update(done - bar.n)
+        if done >= total and not bar.disable:
+            bar.close()
+            bar.disable = True
+
+    return update
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rag.ingest", description="Build or update the index of a folder of documents.")
+    ap.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
+    ap.add_argument("--index", dest="index_dir", help="index folder (default: ./rag-index or RAG_INDEX_DIR)")
+    ap.add_argument("--config", help="TOML config file")
+    ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
+    ap.add_argument("--embed-model", help="embedding model: HF name or local path")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
+                                                  "docs_dir": str(args.folder)})
+        report = ingest(args.folder, cfg, rebuild=args.rebuild,
+                        progress=None if (args.quiet or args.json) else _tqdm_progress())
+    except RagError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+        print(f"report: {Path(cfg.index_dir) / 'last_ingest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

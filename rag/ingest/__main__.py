@@ -1,0 +1,3 @@
+from rag.cli.ingest import main
+
+raise SystemExit(main())

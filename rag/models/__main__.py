@@ -1,0 +1,3 @@
+from rag.cli.models import main
+
+raise SystemExit(main())
