@@ -23,13 +23,12 @@ import streamlit as st
 
 from app import render
 from app.resources import generator_for, pipeline_for, reranker_for
+from rag.config import FUSIONS, Config, load_config
+from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
 from rag.ingest import upload
-from rag.config import Config, load_config
-from rag.errors import IndexLockedError, RagError
-from rag.records import Answer
+from rag.records import Answer, Status
 
 UPLOAD_TYPES = ["pdf", "md", "markdown", "txt", "html", "htm"]
-FUSIONS = ["auto", "rrf", "bm25", "dense"]
 ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-1.5b"
 
 
@@ -61,19 +60,19 @@ def show_flash() -> None:
 # --- sidebar -----------------------------------------------------------------------------------------
 
 
-def sidebar(cfg0: Config, status: dict) -> Config:
+def sidebar(cfg0: Config, status: Status) -> Config:
     """Collection stats, model status and the session's settings; returns the session's config."""
     sb = st.sidebar
     sb.title(":material/library_books: Ask your documents")
     sb.subheader("Collection")
-    if "index_error" in status:
-        sb.caption("No usable index." if status.get("index_error_kind") != "IndexMissingError" else "No index yet.")
+    if status.error is not None:
+        sb.caption("No index yet." if isinstance(status.error, IndexMissingError) else "No usable index.")
     else:
         a, b = sb.columns(2)
-        a.metric("Documents", status["documents"])
-        b.metric("Chunks", status["chunks"])
-        sb.caption(render.md_escape(f"Embedding model: {status['embed_model']}"))
-        sb.caption(render.md_escape(f"Last ingest: {render.when(status.get('created'))} ({status['generation']})"))
+        a.metric("Documents", status.documents)
+        b.metric("Chunks", status.chunks)
+        sb.caption(render.md_escape(f"Embedding model: {status.embed_model}"))
+        sb.caption(render.md_escape(f"Last ingest: {render.when(status.created)} ({status.generation})"))
 
     sb.subheader("Model")
     gen, gen_error = generator_for(cfg0)
@@ -93,7 +92,7 @@ def sidebar(cfg0: Config, status: dict) -> Config:
         reranker, notice = reranker_for(cfg0)
         if reranker is None:
             sb.warning(render.md_escape(notice or "reranker unavailable: answering without reranking"))
-    fusions = FUSIONS if cfg0.fusion in FUSIONS else [cfg0.fusion, *FUSIONS]
+    fusions = list(FUSIONS)  # Config has checked that cfg0.fusion is one of them
     fusion = sb.selectbox("Fusion", fusions, index=fusions.index(cfg0.fusion), key="fusion",
                           help="auto: score fusion that drops a retriever blind to the query's language")
     temperature = sb.slider("Temperature", 0.0, 1.5, value=float(cfg0.temperature), step=0.05, key="temperature",
@@ -306,8 +305,8 @@ def missing_index(cfg: Config, ctx: dict) -> None:
     st.code(f"python -m rag.ingest {ctx['docs_dir']} --index {cfg.index_dir}", language="bash")
 
 
-def mismatched_index(pipe, cfg: Config, status: dict, ctx: dict) -> None:
-    st.error(render.md_escape(status["index_error"]))
+def mismatched_index(pipe, cfg: Config, error: ModelMismatchError, ctx: dict) -> None:
+    st.error(render.md_escape(str(error)))
     folder = ctx["docs_dir"]
     st.markdown("Rebuild the index with the configured embedding model "
                 f"({render.md_escape(cfg.embed_model)}):")
@@ -350,27 +349,27 @@ def main() -> None:
     cfg = sidebar(cfg0, status)
     actions = st.sidebar.container()
     pipe = pipeline_for(cfg)
-    kind = status.get("index_error_kind")
+    error = status.error
     manifest, files = {}, {}
-    if kind is None:
+    if error is None:
         index = base.index
         manifest, files = index.manifest, {f.source: f for f in index.files()}
-    elif kind == "ModelMismatchError":
+    elif isinstance(error, ModelMismatchError):
         manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
     ctx = {"docs_dir": upload.documents_folder(cfg0.docs_dir, manifest), "files": files,
            "max_bytes": int(cfg0.max_file_mb * 1024 * 1024)}
 
-    if kind == "IndexMissingError":
+    if isinstance(error, IndexMissingError):
         st.title("Ask your documents")
         missing_index(cfg0, ctx)
         documents_panel(base, ctx, index_ok=False)
         return
-    if kind is not None:
+    if error is not None:
         st.title("Ask your documents")
-        if kind == "ModelMismatchError":
-            mismatched_index(base, cfg0, status, ctx)
+        if isinstance(error, ModelMismatchError):
+            mismatched_index(base, cfg0, error, ctx)
         else:
-            st.error(render.md_escape(status["index_error"]))
+            st.error(render.md_escape(str(error)))
         return
 
     chat_tab, docs_tab = st.tabs([":material/chat: Chat", f":material/description: Documents ({len(files)})"])

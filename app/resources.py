@@ -25,21 +25,20 @@ def _key(cfg: Config, names: tuple[str, ...]) -> str:
 
 @st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
 def _embedder(key: str, _cfg: Config):
-    from rag.models.embed import load_embedder
+    from rag.models.factory import load_embedder
 
     return load_embedder(_cfg)
 
 
 @st.cache_resource(show_spinner="Loading the language model…", max_entries=2)
 def _generator(key: str, _cfg: Config) -> tuple[object, str]:
-    """(generator or None, error). A configured model that fails to load is reported in the
-    sidebar and the app answers extractively, rather than failing every question."""
+    """(generator or None, error). A configured model that fails to load, or that llama-cpp-python
+    is not installed to run (MissingDependencyError, naming the extra), is reported in the sidebar
+    and the app answers extractively, rather than failing every question."""
     from rag.models.llama import load_generator
 
     try:
         return load_generator(_cfg), ""
-    except ImportError:
-        return None, ""
     except RagError as err:
         return None, str(err)
 
@@ -47,7 +46,7 @@ def _generator(key: str, _cfg: Config) -> tuple[object, str]:
 @st.cache_resource(show_spinner="Loading the reranker…", max_entries=4)
 def _reranker(name: str, _cfg: Config) -> tuple[object, str]:
     """(reranker or None, notice): a missing reranker costs a notice, never an error."""
-    from rag.answer.rerank import load_reranker
+    from rag.models.factory import load_reranker
 
     reranker, notice = load_reranker(_cfg.with_overrides(rerank=True))
     return reranker, notice or ""

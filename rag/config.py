@@ -10,18 +10,31 @@ Environment variables are the field names upper-cased with a `RAG_` prefix (`RAG
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from rag.errors import ConfigError
+from rag.text import Script
 
 DEFAULT_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+
+# Closed value sets are Literals: `Config.__post_init__` and `_coerce` reject anything else with an
+# error that lists the valid values, so a typo in rag.toml fails at start-up, not silently later.
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+Fusion = Literal["auto", "rrf", "bm25", "dense"]
+EMBED_BACKENDS: tuple[str, ...] = typing.get_args(EmbedBackend)
+FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
+# embed_languages: one of these words, or a comma list of the scripts rag.text.language names.
+EMBED_LANGUAGE_WORDS = ("auto", "multi", "all", "multilingual")
+SCRIPTS: tuple[str, ...] = typing.get_args(Script)
+VERIFIERS = ("offline", "llm", "nli:<model>")
 
 
 @dataclass(frozen=True)
@@ -40,10 +53,10 @@ class Config:
 
     # --- embedding
     embed_model: str = DEFAULT_EMBED_MODEL
-    embed_backend: str = "onnx-int8"  # 2.5x torch fp32 on 2 cores, SQuAD hybrid R@5 unchanged (eval.bench); torch | onnx | onnx-int8
+    embed_backend: EmbedBackend = "onnx-int8"  # 2.5x torch fp32 on 2 cores, SQuAD hybrid R@5 unchanged (eval.bench); torch | onnx | onnx-int8
     embed_batch_size: int = 32
     embed_device: str = "cpu"
-    embed_languages: str = "auto"  # auto: from the model name; or e.g. "en" / "multi"
+    embed_languages: str = "auto"  # auto: from the model name; or the scripts it reads: "latin", "latin,cjk", "multi"
 
     # --- index
     dense_exact_max: int = 50_000  # Flat (exact) up to here, HNSW above: Flat at 100k costs ~15 ms/query
@@ -53,7 +66,7 @@ class Config:
     bm25_b: float = 0.75
 
     # --- retrieval
-    fusion: str = "auto"  # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
+    fusion: Fusion = "auto"  # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
     fusion_alpha: float = 0.5  # dense weight of the score fusion: best R@5 on SQuAD and nDCG@10 on Cranfield (eval.retrieval)
     candidates: int = 100  # per retriever, before fusion
     top_k: int = 5  # sources given to the generator
@@ -81,13 +94,42 @@ class Config:
     # --- concurrency
     lock_wait_s: float = 0.0  # 0: a second ingest is refused at once; >0: wait that long for the lock
 
+    def __post_init__(self) -> None:
+        # Also runs for Config(...) built in code and for every `replace`, not only for load_config.
+        for name, kind in _field_types().items():
+            if typing.get_origin(kind) is Literal:
+                _check_choice(name, getattr(self, name), typing.get_args(kind))
+        langs = self.embed_languages.strip()
+        if langs not in ("", *EMBED_LANGUAGE_WORDS):
+            for script in langs.split(","):
+                _check_choice("embed_languages", script, SCRIPTS,
+                              hint=f"{', '.join(EMBED_LANGUAGE_WORDS)}, or a comma list of")
+        verifier = self.verifier.strip()
+        if verifier not in ("offline", "llm") and not (verifier.startswith("nli:") and verifier[4:].strip()):
+            raise ConfigError(f"setting 'verifier': {self.verifier!r} is not one of {', '.join(VERIFIERS)} "
+                              "(e.g. 'nli:cross-encoder/nli-deberta-v3-small')")
+
     def with_overrides(self, **changes: Any) -> "Config":
         return replace(self, **{k: _coerce(k, v) for k, v in changes.items() if v is not None})
 
 
+@functools.cache
 def _field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[Any, ...], *, hint: str = "") -> None:
+    """ConfigError naming the setting and every valid value, unless `value` is one of `allowed`.
+
+    >>> _check_choice("fusion", "rff", FUSIONS)
+    Traceback (most recent call last):
+    ...
+    rag.errors.ConfigError: setting 'fusion': 'rff' is not one of auto, rrf, bm25, dense
+    """
+    if value not in allowed:
+        raise ConfigError(f"setting {name!r}: {value!r} is not one of {hint + ' ' if hint else ''}"
+                          f"{', '.join(map(str, allowed))}")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -101,6 +143,10 @@ def _coerce(name: str, value: Any) -> Any:
         optional, kind = True, args[0]
     if value is None or (optional and value == ""):
         return None if optional else value
+    if typing.get_origin(kind) is Literal:
+        text = value.strip() if isinstance(value, str) else value
+        _check_choice(name, text, typing.get_args(kind))
+        return text
     try:
         if kind is bool:
             if isinstance(value, str):

@@ -47,8 +47,21 @@ class ModelNotFoundError(RagError):
 
 
 class MissingDependencyError(RagError):
-    """An optional library is not installed; the message names the extra to install."""
+    """A library is not installed; the message names the extra to install.
 
-    def __init__(self, module: str, extra: str) -> None:
-        super().__init__(f"the optional dependency {module!r} is not installed "
-                         f"(fix: pip install -e '.[{extra}]')")
+    `extra` is a key of pyproject's [project.optional-dependencies]; None for a core dependency,
+    which a plain install brings (tests/test_config.py checks every name used here exists).
+
+    >>> str(MissingDependencyError("llama_cpp", "llm"))
+    "the optional dependency 'llama_cpp' is not installed (fix: pip install -e '.[llm]')"
+    >>> str(MissingDependencyError("onnxruntime"))
+    "the dependency 'onnxruntime' is not installed (fix: pip install -e .)"
+    """
+
+    def __init__(self, module: str, extra: str | None = None) -> None:
+        self.module, self.extra = module, extra
+        if extra is None:
+            super().__init__(f"the dependency {module!r} is not installed (fix: pip install -e .)")
+        else:
+            super().__init__(f"the optional dependency {module!r} is not installed "
+                             f"(fix: pip install -e '.[{extra}]')")

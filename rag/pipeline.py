@@ -11,38 +11,58 @@ documents without a restart while queries in flight finish on the generation the
 """
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from rag.config import Config
-from rag.errors import RagError
-from rag.records import Answer, Hit
+from rag.errors import IndexStateError, MissingDependencyError, RagError
+from rag.records import Answer, Hit, Mode, Status
+
+if TYPE_CHECKING:
+    from rag.answer.generate import Generator
+    from rag.answer.rerank import Reranker
+    from rag.answer.retrieve import Retriever, SearchMode
+    from rag.answer.verify import Verifier
+    from rag.index.store import Index
+    from rag.ingest.build import IngestReport, Progress
+    from rag.models.embed import Embedder
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 Event = "str | Answer"
 
-_AUTO = object()
+
+class _Auto(enum.Enum):
+    """The 'load it from the config' default, distinct from None ('do without it')."""
+
+    AUTO = enum.auto()
+
+
+_AUTO = _Auto.AUTO
 EXTRACTIVE_NOTICE = ("extractive mode: no GGUF model loaded; answers are sentences selected from the documents "
                      "(add a model: python -m rag.models pull qwen2.5-1.5b, or --model PATH.gguf)")
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, *, embedder=None, generator=_AUTO, reranker=_AUTO, verifier=None) -> None:
+    def __init__(self, cfg: Config, *, embedder: Embedder | None = None,
+                 generator: Generator | None | Literal[_Auto.AUTO] = _AUTO,
+                 reranker: Reranker | None | Literal[_Auto.AUTO] = _AUTO, verifier: Verifier | None = None) -> None:
         """Backends left out are loaded from cfg on first use; pass `generator=None` to force
         extractive mode and `reranker=None` to skip reranking."""
         self.cfg = cfg
         self._embedder = embedder
         self._generator = generator
+        self._generator_notice = EXTRACTIVE_NOTICE  # why there is no generator, once that is known
         self._reranker = reranker
         self._verifier = verifier
-        self._index = None
-        self._retriever = None
+        self._index: Index | None = None
+        self._retriever: Retriever | None = None
         self._lock = threading.RLock()
         self.notices: list[str] = []
 
@@ -50,7 +70,7 @@ class Pipeline:
     _RERANKER_FIELDS = frozenset({"reranker_model"})
     _INDEX_FIELDS = frozenset({"index_dir", "embed_model", "embed_backend", "embed_device", "embed_languages"})
 
-    def with_overrides(self, **changes) -> "Pipeline":
+    def with_overrides(self, **changes: Any) -> Pipeline:
         """A Pipeline with some settings changed (top_k, rerank, fusion, temperature…) that shares
         every loaded model and the open index that the change does not affect."""
         cfg = self.cfg.with_overrides(**changes)
@@ -63,40 +83,50 @@ class Pipeline:
                          verifier=self._verifier if not (changed & {"verifier"}) and same_index else None)
         if same_index:
             other._index = self._index
+        if other._generator is self._generator:
+            other._generator_notice = self._generator_notice
         other.notices = list(self.notices)
         return other
 
     # --- lazily loaded parts
 
     @property
-    def embedder(self):
+    def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from rag.models.embed import load_embedder
+                from rag.models.factory import load_embedder
 
                 self._embedder = load_embedder(self.cfg)
             return self._embedder
 
     @property
-    def generator(self):
-        """The GGUF generator, or None (extractive mode)."""
+    def generator(self) -> Generator | None:
+        """The GGUF generator, or None (extractive mode).
+
+        A configured model that llama-cpp-python is not installed to run degrades to extractive
+        mode with a notice naming the extra (as without a model); a model that cannot be found
+        still raises ModelNotFoundError, since answering extractively would hide that mistake.
+        """
         with self._lock:
             if self._generator is _AUTO:
                 from rag.models.llama import load_generator
 
                 try:
                     self._generator = load_generator(self.cfg)
-                except ImportError:
+                except MissingDependencyError as err:
                     self._generator = None
+                    self._generator_notice = (f"extractive mode: a GGUF model is configured but {err}; answers "
+                                              "are sentences selected from the documents")
+                    log.warning(self._generator_notice)
             if self._generator is None:
-                self._notice(EXTRACTIVE_NOTICE)
+                self._notice(self._generator_notice)
             return self._generator
 
     @property
-    def reranker(self):
+    def reranker(self) -> Reranker | None:
         with self._lock:
             if self._reranker is _AUTO:
-                from rag.answer.rerank import load_reranker
+                from rag.models.factory import load_reranker
 
                 self._reranker, notice = load_reranker(self.cfg)
                 if notice:
@@ -104,7 +134,7 @@ class Pipeline:
             return self._reranker
 
     @property
-    def verifier(self):
+    def verifier(self) -> Verifier:
         with self._lock:
             if self._verifier is None:
                 from rag.answer.verify import load_verifier
@@ -120,7 +150,7 @@ class Pipeline:
             self.notices.append(text)
 
     @property
-    def index(self):
+    def index(self) -> Index:
         """The live index generation; re-opened when an ingest has switched CURRENT."""
         from rag.index.store import Index, current_generation
 
@@ -132,7 +162,7 @@ class Pipeline:
             return self._index
 
     @property
-    def retriever(self):
+    def retriever(self) -> Retriever:
         from rag.answer.retrieve import Retriever
 
         index = self.index
@@ -144,7 +174,7 @@ class Pipeline:
 
     # --- stages
 
-    def search(self, query: str, *, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         """Fused retrieval without reranking (rag.cli.search)."""
         return self.retriever.search(query, k=k, mode=mode)
 
@@ -208,7 +238,7 @@ class Pipeline:
         timings["rewrite"] = round(time.perf_counter() - t0, 4)
         hits = self.retrieve(query, timings=timings)
         generator = self.generator
-        mode = "generative" if generator is not None else "extractive"
+        mode: Mode = "generative" if generator is not None else "extractive"
         evidence = evidence_score(query, hits)
         timings["evidence"] = round(evidence, 4)
         if not hits or should_abstain(evidence, self.cfg.abstain_threshold):
@@ -262,32 +292,29 @@ class Pipeline:
                       sentences=checks, sources=tuple(sources), invalid_markers=invalid,
                       notices=tuple(self.notices), timings=timings)
 
-    def _answer(self, question: str, query: str, mode: str, text: str, raw: str, hits: Sequence[Hit],
+    def _answer(self, question: str, query: str, mode: Mode, text: str, raw: str, hits: Sequence[Hit],
                 timings: dict[str, float]) -> Answer:
         return Answer(question=question, query=query, mode=mode, text=text, raw_text=raw, sources=tuple(hits),
                       notices=tuple(self.notices), timings=timings)
 
     # --- collection management (used by the UI)
 
-    def ingest(self, folder: str | Path, *, progress=None, rebuild: bool = False):
+    def ingest(self, folder: str | Path, *, progress: Progress | None = None, rebuild: bool = False) -> IngestReport:
         from rag.ingest.build import ingest
 
         return ingest(folder, self.cfg, embedder=self.embedder, rebuild=rebuild, progress=progress)
 
-    def status(self) -> dict:
-        """Collection and model facts for the UI sidebar and `--json` outputs."""
-        from rag.errors import IndexStateError
-
-        out: dict = {"index_dir": str(self.cfg.index_dir), "notices": list(self.notices)}
+    def status(self) -> Status:
+        """Collection and model facts for the UI sidebar; an index that cannot be opened is
+        reported in `Status.error` (the exception itself, for matching by class), not raised."""
+        base = Status(index_dir=str(self.cfg.index_dir), notices=tuple(self.notices))
         try:
             idx = self.index
-            out.update(documents=len(idx.files()), chunks=idx.n_chunks, embed_model=idx.embed_model,
+        except IndexStateError as err:
+            return replace(base, error=err)
+        return replace(base, documents=len(idx.files()), chunks=idx.n_chunks, embed_model=idx.embed_model,
                        generation=idx.path.name, created=idx.manifest.get("created"),
                        dense_index=idx.manifest.get("dense_index"))
-        except IndexStateError as err:
-            out["index_error"] = str(err)
-            out["index_error_kind"] = type(err).__name__
-        return out
 
 
 def answer_to_json(answer: Answer) -> dict:
@@ -298,7 +325,8 @@ def answer_to_json(answer: Answer) -> dict:
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "pages": list(c.pages),
                        "quote": c.quote} for c in answer.citations],
         "sentences": [{"text": s.text, "cited": list(s.cited), "support": round(s.support, 4),
-                       "supported": s.supported, "reason": s.reason} for s in answer.sentences],
+                       "supported": s.supported, "reason": s.reason, "start": s.start, "end": s.end}
+                      for s in answer.sentences],
         "sources": [{"n": i, "chunk_id": h.chunk.id, "source": h.chunk.source, "pages": list(h.chunk.pages),
                      "score": round(h.score, 4), "rerank_score": h.rerank_score} for i, h in enumerate(answer.sources, 1)],
         "timings": answer.timings,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rag.errors import IndexStateError
+
 PAGE_JOINER = "\n\n"  # between pages in Document.text; a page break is a paragraph break
 
 
@@ -128,3 +130,26 @@ class Failure:
     reason: str
     fix: str = ""
     kind: str = "failed"  # failed | skipped (hidden files, over the size limit by choice…)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Collection and model facts for the UI sidebar (Pipeline.status).
+
+    When the index cannot be opened, `error` holds the exception (match it by class:
+    IndexMissingError, ModelMismatchError…) and the collection facts keep their empty defaults.
+    """
+
+    index_dir: str
+    notices: tuple[str, ...] = ()
+    documents: int = 0
+    chunks: int = 0
+    embed_model: str = ""
+    generation: str = ""  # the live generation's folder name
+    created: float | None = None  # when that generation was written (epoch seconds)
+    dense_index: str | None = None  # 'flat' or 'hnsw(M=…)'
+    error: IndexStateError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

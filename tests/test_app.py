@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,18 @@ def test_md_escape_and_the_markdown_export_are_inert():
     assert "![" not in export.replace("\\![", "") and "<script>" not in export.replace("\\<script\\>", "")
     assert "- [1] evil.md — “GGUF needs 4.8 GB”" in export
     assert "Flagged by the verifier" in export and "low overlap" in export
+
+
+def test_missing_llama_cpp_is_reported_and_the_app_answers_extractively(tmp_path, monkeypatch):
+    from app.resources import generator_for
+    from rag.config import load_config
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")  # configured and present; llama-cpp-python, to run it, is not
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    gen, error = generator_for(load_config(env={}, overrides={"llm_model": str(model)}))
+    assert gen is None  # the page then answers extractively, and the sidebar shows the error:
+    assert "llama_cpp" in error and "pip install -e '.[llm]'" in error
 
 
 @pytest.fixture(scope="session")

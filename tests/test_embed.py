@@ -1,12 +1,17 @@
 """Embedding backends: offline resolution of the default model, torch and int8 ONNX paths agree."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
 from rag.config import load_config
-from rag.models.embed import HashEmbedder, load_embedder, model_languages, resolve_model_path
-from rag.errors import ConfigError, ModelNotFoundError
+from rag.errors import ConfigError, MissingDependencyError, ModelNotFoundError
+from rag.models.embed import HashEmbedder, SentenceTransformerEmbedder, model_languages, resolve_model_path
+from rag.models.embed_onnx import OnnxEmbedder
+from rag.models.factory import load_embedder
 
 SENTENCES = ["A 7B model in Q4_K_M needs about 4.4 GB of memory.", "BM25 ranks documents by term frequency.",
              "The KV cache grows with the context length.", "向量检索使用内积。"]
@@ -29,8 +34,43 @@ def test_model_languages():
 
 
 def test_bad_backend_is_a_config_error():
-    with pytest.raises(ConfigError, match="onnx-int8"):
+    with pytest.raises(ConfigError, match="torch, onnx, onnx-int8"):
         load_embedder(load_config(env={}, overrides={"embed_backend": "tpu"}))
+
+
+@pytest.fixture
+def clean_hf_environment(monkeypatch):
+    """The variables the backends used to set for themselves, unset for the test (conftest sets them).
+
+    The third-party libraries are imported first: torch sets variables of its own on import, which
+    are not ours to answer for."""
+    for name in ("sentence_transformers", "onnxruntime", "tokenizers"):
+        pytest.importorskip(name)
+    for key in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_failing_to_load_an_embedder_leaves_the_environment_alone(backend, clean_hf_environment):
+    before = dict(os.environ)
+    with pytest.raises(ModelNotFoundError):
+        load_embedder(load_config(env={}, overrides={"embed_backend": backend, "embed_model": "no-such-org/model"}))
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize("backend, module", [(SentenceTransformerEmbedder, "sentence_transformers"),
+                                             (OnnxEmbedder, "onnxruntime")])
+def test_a_missing_core_library_names_a_plain_install(backend, module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"fix: pip install -e \.\)"):
+        backend("sentence-transformers/all-MiniLM-L6-v2")
+
+
+@pytest.mark.slow
+def test_loading_the_torch_embedder_leaves_the_environment_alone(clean_hf_environment):
+    before = dict(os.environ)
+    SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
+    assert dict(os.environ) == before
 
 
 def test_hash_embedder_is_deterministic_and_normalised():

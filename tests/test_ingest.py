@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.answer.retrieve import Retriever
+from rag.cli.ingest import main as ingest_main
 from rag.errors import IndexLockedError, IndexMissingError, IndexStateError, IngestError, ModelMismatchError
 from rag.index.store import Index, current_generation
-from rag.cli.ingest import main as ingest_main
 from rag.ingest.build import IngestLock, ingest
-from rag.answer.retrieve import Retriever
 from tests.conftest import ROOT, shared_path, write_docs
 
 DOCS = {
@@ -96,6 +96,24 @@ def test_changed_file_is_re_embedded_alone_and_removed_file_leaves_every_store(t
     assert search_sources(cfg.index_dir, fake_embedder, "City University London")[0] == "bm25.txt"
 
 
+def test_a_new_tokenizer_version_re_tokenizes_every_file(tmp_path, make_cfg, fake_embedder, monkeypatch):
+    from rag.index import tokenize as tok
+
+    folder = write_docs(tmp_path / "docs", DOCS)
+    cfg = make_cfg()
+    first = ingest(folder, cfg, embedder=fake_embedder)
+    real = tok.tokenize
+    monkeypatch.setattr(tok, "tokenize", lambda text: [*real(text), "tokv2"])  # the tokenizer changes…
+    monkeypatch.setattr(tok, "TOKENIZER_VERSION", tok.TOKENIZER_VERSION + "-next")  # …and says so
+    second = ingest(folder, cfg, embedder=fake_embedder)
+    assert not second.noop and second.generation != first.generation
+    assert second.unchanged == 0 and sorted(second.changed) == sorted(DOCS)
+    idx = Index.open(cfg.index_dir)
+    assert (idx.bm25_scores(["tokv2"]) > 0).all()  # every chunk was tokenized again
+    assert idx.manifest["settings"]["tokenizer"] == tok.TOKENIZER_VERSION
+    idx.close()
+
+
 def test_incremental_result_equals_clean_ingest(tmp_path, make_cfg, fake_embedder):
     folder = write_docs(tmp_path / "docs", DOCS)
     cfg = make_cfg()
@@ -162,6 +180,7 @@ def test_lock_held_by_another_process_and_stale_lock_after_its_death(tmp_path, m
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     # The dead holder's lock file is still there, with its pid: stale, and taken over.
     assert str(holder.pid) in (Path(cfg.index_dir) / ".lock").read_text()
     assert ingest(folder, cfg, embedder=fake_embedder).files == 4
@@ -231,7 +250,7 @@ def test_write_failure_leaves_previous_generation_intact(tmp_path, make_cfg, fak
     def disk_full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rag.index.np, "save", disk_full)
+    monkeypatch.setattr(rag.index.store.np, "save", disk_full)
     with pytest.raises(IngestError, match="No space left on device.*previous generation is untouched"):
         ingest(folder, cfg, embedder=fake_embedder)
     monkeypatch.undo()
@@ -293,6 +312,7 @@ def test_kill_9_during_ingest_leaves_previous_generation_and_rerun_converges(tmp
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         idx = Index.open(cfg.index_dir)  # always loadable
         assert idx.n_chunks in (first.chunks, idx.n_chunks)
         assert Retriever(idx, fake_embedder).search("Topic number talks", k=3)

@@ -1,13 +1,16 @@
 """The Pipeline end to end: citations, verification, abstention, follow-ups, injection, real llama.cpp."""
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from rag.errors import IndexMissingError, ModelMismatchError, ModelNotFoundError
 from rag.ingest.build import ingest
 from rag.pipeline import Pipeline, answer_to_json
-from rag.records import Answer
-from tests.conftest import write_docs
+from rag.records import Answer, Status
 from rag.testing import FakeEmbedder, FakeGenerator
+from tests.conftest import write_docs
 
 DOCS = {
     "quant.md": "# Quantization\n\nQ4_K_M stores about 4.8 bits per weight.\n\n"
@@ -136,7 +139,7 @@ def test_missing_reranker_answers_and_says_so(collection):
 
 
 def test_tiny_reranker_reorders_sources(collection, tmp_path):
-    from tests.tiny_models import write_tiny_cross_encoder
+    from rag.testing import write_tiny_cross_encoder
 
     cfg, emb = collection
     path = write_tiny_cross_encoder(tmp_path / "ce")
@@ -150,7 +153,7 @@ def test_tiny_reranker_reorders_sources(collection, tmp_path):
 def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     pytest.importorskip("llama_cpp")
     from rag.models.llama import LlamaCppGenerator
-    from tests.tiny_models import write_tiny_gguf
+    from rag.testing import write_tiny_gguf
 
     cfg, emb = collection
     # A byte-level vocabulary spends one token per byte: the instructions alone need ~1.5k tokens.
@@ -176,3 +179,46 @@ def test_with_overrides_shares_models_and_index(collection):
     assert narrow.embedder is pipe.embedder and narrow.index is pipe.index and narrow.generator is None
     ans = narrow.ask("How many bits per weight does Q4_K_M store?")
     assert len(ans.sources) == 1 and narrow.cfg.top_k == 1 and pipe.cfg.top_k == cfg.top_k
+
+
+def test_missing_llama_cpp_with_a_configured_model_answers_extractively_and_says_why(collection, tmp_path,
+                                                                                     monkeypatch):
+    cfg, emb = collection
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")  # a configured model that exists; the library to run it does not
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # `import llama_cpp` now raises ImportError
+    pipe = Pipeline(cfg.with_overrides(llm_model=str(model)), embedder=emb, reranker=None)
+    ans = pipe.ask("How many bits per weight does Q4_K_M store?")
+    assert pipe.generator is None
+    assert ans.mode == "extractive" and "4.8 bits" in ans.text and ans.citations
+    notice = [n for n in ans.notices if "extractive" in n]
+    assert len(notice) == 1 and "llama_cpp" in notice[0] and "pip install -e '.[llm]'" in notice[0]
+    # Settings that keep the generator keep its reason too, said once.
+    narrow = pipe.with_overrides(top_k=1)
+    assert [n for n in narrow.ask("What does the KV cache store?").notices if "extractive" in n] == notice
+
+
+def test_a_configured_model_that_does_not_exist_is_still_an_error(collection, tmp_path):
+    cfg, emb = collection
+    pipe = Pipeline(cfg.with_overrides(llm_model=str(tmp_path / "absent.gguf")), embedder=emb, reranker=None)
+    with pytest.raises(ModelNotFoundError):
+        pipe.ask("How many bits per weight does Q4_K_M store?")
+
+
+def test_status_is_a_record_with_the_index_facts(collection):
+    cfg, emb = collection
+    status = Pipeline(cfg, embedder=emb, generator=None, reranker=None).status()
+    assert isinstance(status, Status) and status.ok and status.error is None
+    assert status.documents == len(DOCS) and status.chunks >= len(DOCS) and status.embed_model == "fake-embedder"
+    assert status.generation and status.created is not None and status.dense_index == "flat"
+
+
+def test_status_carries_the_index_error_itself(tmp_path, make_cfg, fake_embedder):
+    status = Pipeline(make_cfg(), embedder=fake_embedder, generator=None).status()
+    assert not status.ok and isinstance(status.error, IndexMissingError)
+    assert "rag.ingest" in str(status.error) and status.documents == 0
+    folder = write_docs(tmp_path / "docs", DOCS)
+    ingest(folder, make_cfg(), embedder=fake_embedder)
+    other = Pipeline(make_cfg(embed_model="other-model"), embedder=FakeEmbedder(name="other-model"),
+                     generator=None).status()
+    assert isinstance(other.error, ModelMismatchError) and other.chunks == 0

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
 
+from rag.answer.rerank import Reranker, rerank
 from rag.config import Config
+from rag.models.factory import load_reranker
+from rag.models.reranker import CrossEncoderReranker
 from rag.records import Chunk, Hit
-from rag.answer.rerank import CrossEncoderReranker, Reranker, load_reranker, rerank
-from tests.tiny_models import write_tiny_cross_encoder
+from rag.testing import write_tiny_cross_encoder
 
 
 def hit(text: str, score: float = 0.0) -> Hit:
@@ -77,7 +80,7 @@ def test_rerank_with_the_cross_encoder_orders_by_its_scores(tiny_reranker):
 
 def test_missing_reranker_is_a_notice_not_an_error(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="rag.answer.rerank"):
+    with caplog.at_level(logging.WARNING, logger="rag.models.factory"):
         reranker, notice = load_reranker(Config(reranker_model="no/such-model"))
     assert reranker is None
     assert "'no/such-model'" in notice and "without reranking" in notice and "fix:" in notice
@@ -93,3 +96,24 @@ def test_broken_reranker_folder_is_a_notice(tmp_path):
 
 def test_rerank_off_means_no_reranker_and_no_notice():
     assert load_reranker(Config(rerank=False, reranker_model="no/such-model")) == (None, None)
+
+
+@pytest.fixture
+def clean_hf_environment(monkeypatch):
+    """The variables the backend used to set for itself, unset for the test (conftest sets them).
+
+    The third-party libraries are imported first: torch sets variables of its own on import, which
+    are not ours to answer for."""
+    for name in ("sentence_transformers",):
+        pytest.importorskip(name)
+    for key in ("HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_loading_a_reranker_leaves_the_environment_alone(tiny_cross_encoder, tmp_path, clean_hf_environment):
+    before = dict(os.environ)
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder))
+    assert reranker.score("q", ["a text"])  # it loaded and works
+    (tmp_path / "config.json").write_text("{not json")
+    assert load_reranker(Config(reranker_model=str(tmp_path)))[0] is None  # and failing to load
+    assert dict(os.environ) == before

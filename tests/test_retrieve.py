@@ -6,11 +6,13 @@ import random
 import numpy as np
 import pytest
 
+from rag.answer.retrieve import Retriever, convex_fusion, dense_weight, minmax, rrf
+from rag.config import FUSIONS, Config
+from rag.errors import ConfigError
 from rag.index.store import Index, build_dense
+from rag.index.tokenize import tokenize
 from rag.ingest.build import build_index
 from rag.records import Document, Page
-from rag.answer.retrieve import Retriever, convex_fusion, dense_weight, minmax, rrf
-from rag.index.tokenize import tokenize
 
 WORDS = ("quantization weight bits memory cache token model vector index search rerank prompt answer citation "
          "page document chunk embedding latency throughput context window layer matrix kernel").split()
@@ -100,6 +102,37 @@ def test_hits_carry_every_score(tmp_path, make_cfg, fake_embedder):
     assert hits[0].chunk.source == "d05" and hits[0].bm25_rank == 1
     assert all(h.dense_score is not None and h.fused_score == h.score for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.fixture
+def small_index(make_cfg, fake_embedder) -> Index:
+    docs = [Document(source=f"d{i:02d}", kind="txt", pages=(Page(1, t),)) for i, t in enumerate(corpus(20))]
+    cfg = make_cfg()
+    build_index(docs, cfg.index_dir, cfg, fake_embedder)
+    return Index.open(cfg.index_dir)
+
+
+def test_unknown_fusion_is_an_error_listing_the_valid_values(small_index, fake_embedder):
+    with pytest.raises(ConfigError) as err:
+        Retriever(small_index, fake_embedder, fusion="rff")  # type: ignore[arg-type]
+    assert "'rff'" in str(err.value) and all(f in str(err.value) for f in FUSIONS)
+    with pytest.raises(ConfigError, match="auto, rrf, bm25, dense"):
+        Config(fusion="rff")  # type: ignore[arg-type]
+
+
+def test_unknown_search_mode_is_an_error(small_index, fake_embedder):
+    with pytest.raises(ConfigError, match="hybrid, bm25, dense"):
+        Retriever(small_index, fake_embedder).search("memory", mode="rrf")  # type: ignore[arg-type]
+
+
+def test_retriever_defaults_are_the_configs(small_index, fake_embedder):
+    """One source of truth: a Retriever built without settings fuses like the default Config."""
+    r, cfg = Retriever(small_index, fake_embedder), Config()
+    assert (r.fusion, r.alpha, r.n_candidates) == (cfg.fusion, cfg.fusion_alpha, cfg.candidates)
+    explicit = Retriever(small_index, fake_embedder, fusion=cfg.fusion, alpha=cfg.fusion_alpha,
+                         candidates=cfg.candidates)
+    for q in ("unique5 memory", "quantization bits", "citation page layer"):
+        assert [(h.chunk.id, h.score) for h in r.search(q)] == [(h.chunk.id, h.score) for h in explicit.search(q)]
 
 
 def test_hnsw_recall_against_exact_flat():

@@ -10,12 +10,22 @@ rises to 1 when the query shares no term with the collection. eval.retrieval mea
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
+from rag.config import FUSIONS, Config, Fusion
+from rag.errors import ConfigError
+from rag.models.embed import Embedder, model_languages
 from rag.records import Hit
+
+if TYPE_CHECKING:
+    from rag.index.store import Index
+
+SearchMode = Literal["hybrid", "bm25", "dense"]  # hybrid: the retriever's fusion; else one side alone
+SEARCH_MODES: tuple[str, ...] = typing.get_args(SearchMode)
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -83,11 +93,15 @@ class Candidates:
 
 
 class Retriever:
-    """Searches one Index with one Embedder; stateless between calls, safe to share across threads."""
+    """Searches one Index with one Embedder; stateless between calls, safe to share across threads.
 
-    def __init__(self, index, embedder, *, fusion: str = "auto", alpha: float = 0.3, candidates: int = 100) -> None:
-        from rag.models.embed import model_languages
+    The defaults are Config's (one source of truth); the Pipeline passes its configured values.
+    """
 
+    def __init__(self, index: Index, embedder: Embedder, *, fusion: Fusion = Config.fusion,
+                 alpha: float = Config.fusion_alpha, candidates: int = Config.candidates) -> None:
+        if fusion not in FUSIONS:  # checked here too: eval and tests build Retrievers without a Config
+            raise ConfigError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
         self.index = index
         self.embedder = embedder
         self.fusion = fusion
@@ -115,15 +129,17 @@ class Retriever:
         dense = idx.dense_scores(qv, rows).astype(np.float64)
         return Candidates(rows, bm25, dense, _ranks(bm25, np.isin(rows, lex)), _ranks(dense, np.isin(rows, dense_rows)))
 
-    def search(self, query: str, *, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         """Top-k chunks. mode: hybrid | bm25 | dense."""
         return self.search_with_vector(query, None, k=k, mode=mode)
 
     def search_with_vector(self, query: str, query_vec: np.ndarray | None, *, k: int = 10,
-                           mode: str = "hybrid") -> list[Hit]:
+                           mode: SearchMode = "hybrid") -> list[Hit]:
         """`search` with the query embedding given (batch evaluation embeds all queries at once)."""
-        from rag.index.tokenize import query_language
+        from rag.text import language as query_language
 
+        if mode not in SEARCH_MODES:
+            raise ConfigError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
         c = self.candidates(query, query_vec=query_vec)
         if len(c.rows) == 0:
             return []

@@ -28,6 +28,11 @@ import unicodedata
 import warnings
 from typing import Callable
 
+# Recorded in every index manifest (rag.ingest.build.settings_signature): bump it whenever a change
+# here gives different tokens for the same text, so the next ingest re-tokenizes every file instead
+# of mixing old and new tokens in one BM25 index.
+TOKENIZER_VERSION = "1"
+
 # Han (incl. extensions A-F and compatibility ideographs), 々〆〇, Hiragana, Katakana (incl.
 # phonetic extensions and ー), Hangul syllables and jamo.
 CJK_CHARS = (

@@ -11,14 +11,12 @@ Deliberately skipped: watching the folder for changes (run the command again; it
 """
 from __future__ import annotations
 
-import argparse
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import sqlite3
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +24,20 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rag.config import Config, load_config
-from rag.errors import IndexLockedError, IngestError, LoadError, RagError
-from rag.index.store import (ChunkRow, FileRecord, check_compatible, collect_garbage, current_generation, read_files,
-                       read_manifest, read_rows, write_generation)
+from rag.config import Config
+from rag.errors import IndexLockedError, IngestError, LoadError
+from rag.index.store import (
+    ChunkRow,
+    FileRecord,
+    check_compatible,
+    collect_garbage,
+    current_generation,
+    read_files,
+    read_manifest,
+    read_rows,
+    write_generation,
+)
+from rag.models.embed import BaseEmbedder, Embedder
 from rag.records import Chunk, Document, Failure
 
 log = logging.getLogger(__name__)
@@ -186,20 +194,20 @@ def settings_signature(cfg: Config) -> dict:
     from rag.index import tokenize
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
-            "tokenizer": getattr(tokenize, "TOKENIZER_VERSION", "1"), "embed_model": cfg.embed_model,
+            "tokenizer": tokenize.TOKENIZER_VERSION, "embed_model": cfg.embed_model,
             "embed_backend": cfg.embed_backend}  # int8 vectors differ slightly: no mixing within an index
 
 
 def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str], int]) -> list[ChunkRow]:
-    from rag.ingest.chunk import chunk_document
     from rag.index.tokenize import tokenize
+    from rag.ingest.chunk import chunk_document
 
     chunks = chunk_document(doc, max_tokens=cfg.chunk_tokens, overlap_tokens=cfg.chunk_overlap_tokens,
                             count_tokens=count_tokens)
     return [ChunkRow(c, " ".join(tokenize(index_text(c, doc.title)))) for c in chunks]
 
 
-def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder, cache: EmbeddingCache | None,
+def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder: Embedder, cache: EmbeddingCache | None,
                 progress: Progress | None, batch: int = 256) -> np.ndarray:
     texts = [index_text(r.chunk, titles.get(r.chunk.source, "")) for r in rows]
     keys = [EmbeddingCache.key(t) for t in texts]
@@ -226,13 +234,13 @@ def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder, cach
     return out
 
 
-def _manifest(cfg: Config, embedder_dim: int, folder: str, languages) -> dict:
+def _manifest(cfg: Config, embedder_dim: int, folder: str, languages: Iterable[str] | None) -> dict:
     return {"embed_model": cfg.embed_model, "embed_dim": embedder_dim, "folder": folder,
             "embed_languages": sorted(languages) if languages else None, "settings": settings_signature(cfg),
             "created": time.time()}
 
 
-def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder, *,
+def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder: Embedder, *,
                 progress: Progress | None = None) -> Path:
     """A fresh index from parsed documents (used by the eval suite for dataset passages)."""
     index_dir = Path(index_dir)
@@ -258,7 +266,7 @@ def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder
     return gen
 
 
-def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = False,
+def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None, rebuild: bool = False,
            progress: Progress | None = None) -> IngestReport:
     """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
     could be read, IndexLockedError when another ingest holds the lock."""
@@ -353,22 +361,22 @@ def ingest(folder: str | Path, cfg: Config, *, embedder=None, rebuild: bool = Fa
     return report
 
 
-class _DimOnly:
-    """Stands in for the embedder when there is nothing to embed."""
+class _DimOnly(BaseEmbedder):
+    """Stands in for the embedder when there is nothing to embed: it knows the dimension only."""
 
-    def __init__(self, name: str, dim: int, languages) -> None:
+    def __init__(self, name: str, dim: int, languages: Iterable[str] | None) -> None:
         self.name, self.dim, self.languages = name, dim, frozenset(languages) if languages else None
 
 
-def _load_embedder(cfg: Config):
-    from rag.models.embed import load_embedder
+def _load_embedder(cfg: Config) -> Embedder:
+    from rag.models.factory import load_embedder
 
     return load_embedder(cfg)
 
 
 def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | None, keep: set[str],
-            new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str], embedder,
-            progress: Progress | None, folder: Path) -> None:
+            new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str],
+            embedder: Embedder | None, progress: Progress | None, folder: Path) -> None:
     if not records and prev is not None:  # an empty collection needs no model, only the dimension
         manifest = read_manifest(prev)
         dim = int(manifest.get("embed_dim") or manifest.get("dim") or 0)

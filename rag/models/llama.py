@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from rag.answer.generate import Generator, Message
+from rag.config import Config
 from rag.errors import MissingDependencyError, ModelNotFoundError, RagError
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,10 @@ def _first_gguf(dirs: Sequence[Path], preferred: Sequence[str]) -> Path | None:
     return files[0] if files else None
 
 
-def load_generator(cfg) -> Generator | None:
+def load_generator(cfg: Config) -> Generator | None:
     """The configured generator, or None when no model is configured and none is in models/.
 
-    cfg: rag.config.Config. A configured model that cannot be found raises ModelNotFoundError:
+    A configured model that cannot be found raises ModelNotFoundError:
     the user asked for it, so silently answering extractively would hide the mistake.
     """
     path = resolve_gguf(cfg.llm_model)
@@ -204,7 +205,7 @@ def load_generator(cfg) -> Generator | None:
         return None
     gen = LlamaCppGenerator(path, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
                             seed=cfg.seed, temperature=cfg.temperature,
-                            chat_prefix_cache=getattr(cfg, "chat_prefix_cache", True))
+                            chat_prefix_cache=cfg.chat_prefix_cache)
     log.info("generator %s loaded: %s, %d threads, context %d", gen.name, gen.offload, gen.n_threads,
              gen.context_window)
     return gen
