@@ -8,7 +8,7 @@ same queries through rank-bm25's BM25Okapi with the ratio, and dense recall@10 a
 Flat index. Once per run: PDF parse pages/s (../shared/pdfs), embedding throughput per backend
 (torch fp32, ONNX Runtime fp32 and int8, OpenVINO when installed) with the SQuAD R@5 each gives,
 and generation overhead and time-to-first-token with and without the chat prefix cache on the tiny
-GGUF of tests/tiny_models.
+GGUF of rag.testing.
 
 How collections are made:
 - sizes up to --ingest-max (default 1,000) are real files (one short .md/.txt per chunk) ingested
@@ -272,7 +272,7 @@ def make_embedder(backend: str, *, fake: bool = False):
 
         return FakeEmbedder(), "rag.testing.FakeEmbedder"
     from rag.config import load_config
-    from rag.models.embed import load_embedder
+    from rag.models.factory import load_embedder
     from rag.errors import RagError
 
     if backend == "openvino":
@@ -489,7 +489,7 @@ def worker_main() -> None:
 
 
 def cross_encoder(spec: dict):
-    from rag.answer.rerank import CrossEncoderReranker
+    from rag.models.reranker import CrossEncoderReranker
 
     return CrossEncoderReranker(spec["name"], path=spec["path"])
 
@@ -630,8 +630,9 @@ def real_chunks(n: int, *, chars: int = 1000) -> list[str]:
     """`n` English chunks of `chars` characters: SQuAD paragraphs run together, else data/docs."""
     path = SHARED / "data" / "squad2-dev" / "dev-v2.0.json"
     if path.exists():
-        data = json.loads(path.read_text(encoding="utf-8"))
-        text = " ".join(p["context"] for a in data["data"] for p in a["paragraphs"])
+        from eval.datasets import load_squad
+
+        text = " ".join(d.text for d in load_squad(path).docs)
     else:
         text = " ".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted((ROOT / "data" / "docs").glob("*.md")))
     text = " ".join(text.split())
@@ -680,20 +681,19 @@ def embed_backends(n_chunks: int, *, rounds: int, squad: bool, squad_limit: int 
 
 def squad_recall(embedders: dict, *, limit: int | None) -> dict:
     """R@5 of dense and hybrid retrieval on SQuAD 2.0 dev with each embedder (eval.retrieval)."""
-    from eval.retrieval import RetrievalSet, evaluate, load_squad_retrieval
+    from eval.datasets import load_squad
+    from eval.retrieval import evaluate
     from rag.config import load_config
 
     path = SHARED / "data" / "squad2-dev" / "dev-v2.0.json"
     if not path.exists():
         return {}
-    rs = load_squad_retrieval(path)
-    if limit:
-        rs = RetrievalSet(rs.docs, rs.queries[:limit], rs.name)
+    qs = load_squad(path)
     out = {}
     for b, emb in embedders.items():
         cfg = load_config(env={}, overrides={"embed_model": MINILM, "rerank": False})
         t0 = time.perf_counter()
-        r = evaluate(rs, cfg, emb, ks=(5,), modes=("dense", "hybrid"), progress=False)
+        r = evaluate(qs, cfg, emb, ks=(5,), modes=("dense", "hybrid"), limit=limit, progress=False)
         out[b] = {"squad_dense_r5": r["dense"]["recall@5"], "squad_hybrid_r5": r["hybrid"]["recall@5"],
                   "squad_queries": r["n_queries"], "squad_s": round(time.perf_counter() - t0, 1)}
     if "torch" in out:
@@ -732,7 +732,7 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None) -> dict:
 
         from rag.models.llama import LlamaCppGenerator
         from rag.answer.prompt import build_prompt, rewrite_messages
-        from tests.tiny_models import write_tiny_gguf
+        from rag.testing import write_tiny_gguf
     except ImportError as err:
         return {"gen_note": f"skipped: {err}"}
     path = Path(gguf) if gguf else write_tiny_gguf(work / "tiny.gguf")

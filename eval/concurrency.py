@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_questions(path: Path) -> list[str]:
-    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """The question texts of a file in the shipped format (eval.datasets.load_questions_jsonl)."""
+    from eval.datasets import load_questions_jsonl
+
+    return [q.question for q in load_questions_jsonl(path).questions]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,7 +42,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False, progress: bool = True) -> dict:
     from rag.config import load_config
-    from rag.ingest.build import ingest
     from rag.pipeline import Pipeline
 
     work = Path(tempfile.mkdtemp(prefix="rag-conc-"))
@@ -55,7 +57,7 @@ def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False
             overrides["embed_model"] = embedder.name
         cfg = load_config(overrides=overrides)
         pipe = Pipeline(cfg, embedder=embedder, generator=None, reranker=None)
-        ingest(docs, cfg, embedder=pipe.embedder)
+        pipe.ingest(docs)
         questions = load_questions(ROOT / "data" / "eval" / "questions.jsonl")
         latencies: list[list[float]] = [[] for _ in range(sessions)]
         errors: list[str] = []
@@ -87,7 +89,7 @@ def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False
             "# Added while sessions were chatting\n\nThe zebra-crossing benchmark was added mid-run.\n",
             encoding="utf-8")
         t_ingest = time.perf_counter()
-        report = ingest(docs, cfg, embedder=pipe.embedder)
+        report = pipe.ingest(docs)
         ingest_s = time.perf_counter() - t_ingest
         for t in threads:
             t.join()

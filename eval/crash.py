@@ -93,9 +93,9 @@ def run_child(folder: Path, index_dir: Path, delay: float, kill_after: float | N
 
 
 def run(trials: int = 30, files: int = 60, seed: int = 0, delay: float = 0.02, progress: bool = True) -> dict:
+    from rag.config import load_config
     from rag.models.embed import HashEmbedder
-    from rag.index.store import Index
-    from rag.answer.retrieve import Retriever
+    from rag.pipeline import Pipeline
 
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="rag-crash-"))
@@ -121,9 +121,12 @@ def run(trials: int = 30, files: int = 60, seed: int = 0, delay: float = 0.02, p
             before = fingerprint(index_dir)
             kill_at = rng.uniform(0.05, 0.9 * min(durations))
             finished, _ = run_child(folder, index_dir, delay, kill_at)
-            idx = Index.open(index_dir)  # must load after every kill
-            hits = Retriever(idx, HashEmbedder()).search("widgets topic", k=3)
-            idx.close()
+            # The index must load after every kill and answer a search the way the product does.
+            cfg = load_config(env={}, overrides={"index_dir": str(index_dir), "embed_model": "hash-embedder",
+                                                 "rerank": False})
+            pipe = Pipeline(cfg, embedder=HashEmbedder(), generator=None, reranker=None)
+            hits = pipe.search("widgets topic", k=3)
+            pipe.index.close()
             live = fingerprint(index_dir)
             ok_live = live in (before, clean[variant])
             run_child(folder, index_dir, delay, None)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from eval.datasets import DetectorExample, begin_label_counts, load_begin, load_detector_jsonl, load_halueval_qa
+from eval.datasets import DetectorExample, begin_label_counts, load_begin, load_detector, load_halueval_qa
 
 SEED = 0
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -132,16 +132,6 @@ def split_half(examples: Sequence[DetectorExample], *, seed: int = SEED) -> tupl
 # ---------------------------------------------------------------------------------------------
 # Running a verifier
 
-def load_examples(path: str | Path, fmt: str, *, with_question: bool = False) -> list[DetectorExample]:
-    if fmt == "halueval":
-        return load_halueval_qa(path, with_question=with_question)
-    if fmt == "begin":
-        return load_begin(path)
-    if fmt == "jsonl":
-        return load_detector_jsonl(path)
-    raise ValueError(f"unknown format {fmt!r}")
-
-
 def _progress(items, total: int, desc: str):
     if total <= 200:
         return items
@@ -186,7 +176,7 @@ def build_verifier(spec: str, *, use_embedder: bool):
 
     embedder = None
     if use_embedder and (spec == "offline"):
-        from rag.models.embed import load_embedder
+        from rag.models.factory import load_embedder
 
         embedder = load_embedder(load_config())
     return load_verifier(spec, embedder=embedder)
@@ -310,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config()
         spec = args.verifier or cfg.verifier
         threshold = cfg.support_threshold if args.threshold is None else args.threshold
-        examples = load_examples(args.dataset, args.format, with_question=args.with_question)
+        examples = load_detector(args.dataset, args.format, with_question=args.with_question)
         if args.format == "begin" and not args.json:
             print("BEGIN labels:", begin_label_counts(args.dataset), "(Generic counts as hallucinated)")
         verifier = build_verifier(spec, use_embedder=not args.no_embedder)

@@ -12,8 +12,9 @@ re-scored without running the pipeline again.
 Datasets:
 - default: `data/eval/questions.jsonl` over the sample collection `data/docs/`;
 - `--format jsonl`: that format (gold = [{source, page}], documents from `--docs`), or rows with
-  `passages` (`eval.datasets.load_qa_jsonl`; the index is built from the passages);
+  `passages` (the index is built from the passages);
 - `--format squad`: SQuAD 2.0 / CMRC 2018; one document per paragraph, every paragraph indexed.
+All are read by `eval.datasets.load_qa` (the source ids and gold rules are described there).
   `--limit N` takes a seeded sample, half answerable and half unanswerable where the set has both.
 
 Without `--model` the pipeline runs in extractive mode. The judge (`--judge`, the pipeline's
@@ -47,12 +48,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from eval import metrics as M
+from eval.datasets import Gold, Question, load_qa
+from eval.harness import hash_documents
 from eval.retrieval import ndcg_at, recall_at, reciprocal_rank
 from rag.config import Config, as_dict
 from rag.errors import RagError
-from rag.records import Document, Page
-
-log = logging.getLogger(__name__)
+from rag.records import Document
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT / "data" / "eval" / "questions.jsonl"
@@ -104,26 +105,11 @@ LOWER_IS_BETTER = M.LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
-class EvalQuestion:
-    id: str
-    question: str
-    answers: tuple[str, ...]  # empty: unanswerable, the right behaviour is to refuse
-    gold: tuple[tuple[str, int | None], ...] = ()  # (source, page); page None = any page of the source
-    lang: str = "en"
-    type: str = "factoid"
-    history: tuple[tuple[str, str], ...] = ()  # (role, content) of earlier turns
-
-    @property
-    def answerable(self) -> bool:
-        return bool(self.answers)
-
-
-@dataclass(frozen=True)
 class EvalSet:
     name: str
     path: Path
     format: str
-    questions: tuple[EvalQuestion, ...]
+    questions: tuple[Question, ...]
     sha256: str  # of the question file
     docs_dir: Path | None = None  # documents to ingest (the sample collection) …
     docs: tuple[Document, ...] = ()  # … or documents built from the dataset's passages
@@ -138,80 +124,11 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_questions_jsonl(path: Path) -> list[EvalQuestion]:
-    """The shipped format (data/eval/README.md): id, question, lang, answers, gold [{source, page}],
-    type, history [{role, content}]."""
-    out = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            gold = tuple((str(g["source"]), int(g["page"]) if g.get("page") is not None else None)
-                         for g in row.get("gold", []))
-            answers = tuple(str(a) for a in row.get("answers", []))
-            out.append(EvalQuestion(
-                id=str(row.get("id", i)), question=str(row["question"]), answers=answers, gold=gold,
-                lang=str(row.get("lang", "en")), type=str(row.get("type", "factoid" if answers else "unanswerable")),
-                history=tuple((str(h["role"]), str(h["content"])) for h in row.get("history", []))))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise RagError(f"{path}:{i}: not a question row of the data/eval format ({err!r}; "
-                           "see data/eval/README.md)") from err
-    return out
-
-
-def _is_passages_jsonl(path: Path) -> bool:
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            return "passages" in row and not any(isinstance(g, dict) for g in row.get("gold", []))
-    return False
-
-
-def _passages_set(path: Path) -> tuple[list[EvalQuestion], list[Document]]:
-    """Rows with their own passages (eval.datasets.load_qa_jsonl): one document per distinct passage,
-    every passage of a question counts as gold."""
-    from eval.datasets import load_qa_jsonl
-
-    docs: dict[str, Document] = {}
-    by_text: dict[str, str] = {}
-    questions = []
-    for ex in load_qa_jsonl(path):
-        gold = []
-        for title, text in ex.passages:
-            source = by_text.get(text)
-            if source is None:
-                source = by_text[text] = f"p{len(docs):06d}"
-                docs[source] = Document(source=source, kind="txt", pages=(Page(1, text),), title=title)
-            gold.append((source, None))
-        questions.append(EvalQuestion(ex.id, ex.question, ex.answers, tuple(gold), ex.lang,
-                                      "factoid" if ex.answers else "unanswerable",
-                                      tuple(("user", h) for h in ex.history)))
-    return questions, list(docs.values())
-
-
-def _squad_set(path: Path) -> tuple[list[EvalQuestion], list[Document]]:
-    """SQuAD-format file: documents as in eval.retrieval (one per paragraph, source 'AAA-PPP'),
-    questions from eval.datasets.load_squad with that paragraph as gold."""
-    from eval.datasets import load_squad
-    from eval.retrieval import load_squad_retrieval
-
-    examples = iter(load_squad(path))
-    questions = []
-    for a, article in enumerate(json.loads(Path(path).read_text(encoding="utf-8"))["data"]):
-        for p, para in enumerate(article["paragraphs"]):
-            for _ in para["qas"]:
-                ex = next(examples)
-                questions.append(EvalQuestion(ex.id, ex.question, ex.answers, ((f"{a:03d}-{p:03d}", None),),
-                                              ex.lang, "factoid" if ex.answers else "unanswerable"))
-    return questions, load_squad_retrieval(path).docs
-
-
-def balanced_sample(questions: Sequence[EvalQuestion], n: int, *, seed: int = SAMPLE_SEED) -> list[EvalQuestion]:
+def balanced_sample(questions: Sequence[Question], n: int, *, seed: int = SAMPLE_SEED) -> list[Question]:
     """n questions, half unanswerable where there are enough (the rest from the other side),
     chosen with a seeded RNG and kept in file order.
 
-    >>> qs = [EvalQuestion(str(i), "q", ("a",) if i % 3 else ()) for i in range(9)]
+    >>> qs = [Question(str(i), "q", ("a",) if i % 3 else ()) for i in range(9)]
     >>> [q.id for q in balanced_sample(qs, 4)]
     ['0', '3', '5', '8']
     """
@@ -229,23 +146,18 @@ def balanced_sample(questions: Sequence[EvalQuestion], n: int, *, seed: int = SA
 
 def load_eval_set(path: Path, fmt: str | None = None, *, docs_dir: Path | None = None,
                   limit: int | None = None) -> EvalSet:
+    """The questions (eval.datasets.load_qa) and the collection they are about: the documents the
+    file brings, or for the shipped format the `docs_dir` folder (default: docs/ beside the file's folder)."""
     path = Path(path)
     if not path.is_file():
         raise RagError(f"dataset {path} does not exist (fix: pass --dataset with the path of a questions file)")
     fmt = fmt or ("jsonl" if path.suffix == ".jsonl" else "squad")
-    docs: list[Document] = []
-    try:
-        if fmt == "squad":
-            questions, docs = _squad_set(path)
-        elif _is_passages_jsonl(path):
-            questions, docs = _passages_set(path)
-        else:
-            questions = load_questions_jsonl(path)
-            docs_dir = Path(docs_dir) if docs_dir else path.parent.parent / "docs"
-            if not docs_dir.is_dir():
-                docs_dir = None  # fine with --index; evaluate() says what to pass otherwise
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise RagError(f"{path} is not a {fmt} dataset: {err!r}") from err
+    qs = load_qa(path, fmt)
+    questions = list(qs.questions)
+    if not qs.docs:
+        docs_dir = Path(docs_dir) if docs_dir else path.parent.parent / "docs"
+        if not docs_dir.is_dir():
+            docs_dir = None  # fine with --index; evaluate() says what to pass otherwise
     if not questions:
         raise RagError(f"{path} holds no questions")
     total = len(questions)
@@ -255,7 +167,7 @@ def load_eval_set(path: Path, fmt: str | None = None, *, docs_dir: Path | None =
         sample = {"limit": limit, "of": total, "seed": SAMPLE_SEED, "rule": "seeded, half unanswerable"}
     name = "sample" if path.resolve() == DEFAULT_DATASET.resolve() else path.stem
     return EvalSet(name, _shown(path), fmt, tuple(questions), file_sha256(path),
-                   docs_dir=docs_dir if not docs else None, docs=tuple(docs), sample=sample)
+                   docs_dir=docs_dir if not qs.docs else None, docs=qs.docs, sample=sample)
 
 
 def _shown(path: Path) -> Path:
@@ -272,8 +184,7 @@ def corpus_sha256(es: EvalSet) -> str:
     if es.docs_dir is not None:
         for p in sorted(x for x in Path(es.docs_dir).rglob("*") if x.is_file() and not x.name.startswith(".")):
             h.update(f"{p.relative_to(es.docs_dir).as_posix()}\0{file_sha256(p)}\n".encode())
-    for d in es.docs:
-        h.update(f"{d.source}\0{d.title}\0{d.text}\n".encode("utf-8", "surrogatepass"))
+    hash_documents(h, es.docs)
     return h.hexdigest()
 
 
@@ -335,9 +246,10 @@ def run_key(cfg: Config, es: EvalSet, *, judge: str, model: str | None, corpus: 
 
 
 class JudgeRule:
-    """The pipeline's support rule as a predicate (rag.verify.check_sentences): the judge's score
-    ≥ threshold and no claimed number missing from the evidence. Memoised, because ALCE asks about
-    the same (sentence, sources) pairs the pipeline has already judged; `known` records those."""
+    """The pipeline's support rule as a predicate: the verdict of `rag.answer.verify.check_sentences`
+    on the claim citing all of `evidence` (the judge's score ≥ threshold and no claimed number
+    missing). Memoised, because ALCE asks about the same (sentence, sources) pairs the pipeline
+    has already judged; `known` records those."""
 
     def __init__(self, verifier, threshold: float) -> None:
         self.verifier = verifier
@@ -348,16 +260,17 @@ class JudgeRule:
         self._memo[(claim, tuple(evidence))] = verdict
 
     def __call__(self, claim: str, evidence: list[str]) -> bool:
-        from rag.answer.verify import missing_numbers
+        from rag.answer.verify import check_sentences
 
         key = (claim, tuple(evidence))
         if key not in self._memo:
-            self._memo[key] = (float(self.verifier.support(claim, evidence)) >= self.threshold
-                               and not missing_numbers(claim, evidence))
+            cites_all = tuple(range(1, len(evidence) + 1))
+            self._memo[key] = bool(evidence) and check_sentences(
+                [(claim, cites_all)], evidence, self.verifier, threshold=self.threshold)[0].supported
         return self._memo[key]
 
 
-def answer_question(pipe, q: EvalQuestion, *, judge: str) -> dict:
+def answer_question(pipe, q: Question, *, judge: str) -> dict:
     """Ask, retrieve ten for the ranking metrics, and judge citations: the cache record."""
     from rag.answer.cite import strip_markers
 
@@ -399,17 +312,17 @@ def answer_question(pipe, q: EvalQuestion, *, judge: str) -> dict:
 # --- scoring ---------------------------------------------------------------------------------------
 
 
-def ranked_keys(retrieved: Sequence[Sequence], gold: Sequence[tuple[str, int | None]]) -> list[str]:
+def ranked_keys(retrieved: Sequence[Sequence], gold: Sequence[Gold]) -> list[str]:
     """Retrieved chunks as a ranked list for eval.retrieval: every chunk on a gold page becomes the
     one relevant item 'gold' (gold pages are alternatives: each holds an answer), others keep their
     (source, pages); duplicates collapse to their first rank.
 
-    >>> ranked_keys([["a.pdf", [2]], ["b.md", [1]], ["a.pdf", [3, 4]]], [("a.pdf", 4)])
+    >>> ranked_keys([["a.pdf", [2]], ["b.md", [1]], ["a.pdf", [3, 4]]], [Gold("a.pdf", 4)])
     ['a.pdf#[2]', 'b.md#[1]', 'gold']
     """
     out: dict[str, None] = {}
     for source, pages in retrieved:
-        hit = any(source == gs and (gp is None or gp in pages) for gs, gp in gold)
+        hit = any(source == g.source and (g.page is None or g.page in pages) for g in gold)
         out.setdefault("gold" if hit else f"{source}#{list(pages)}", None)
     return list(out)
 
@@ -425,7 +338,7 @@ class Scored:
     always_refused: list[bool]
 
 
-def score(questions: Sequence[EvalQuestion], records: Sequence[dict], *, abstain_threshold: float,
+def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
           judge: str, refuses: Callable[[float, float], bool] = M.below) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
@@ -480,7 +393,7 @@ def _round(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 
 
-def build_report(es: EvalSet, questions: Sequence[EvalQuestion], records: Sequence[dict], *, cfg: Config,
+def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[dict], *, cfg: Config,
                  judge: str, model: str | None, key: str, corpus: str, seconds: float,
                  refuses: Callable[[float, float], bool] = M.below) -> dict:
     sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses)
@@ -609,7 +522,7 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
     from rag.pipeline import Pipeline
 
     if embedder is None:
-        from rag.models.embed import load_embedder
+        from rag.models.factory import load_embedder
 
         embedder = load_embedder(cfg)
     if index is not None:
@@ -621,15 +534,9 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
 
             ingest(es.docs_dir, cfg, embedder=embedder)
         else:
-            from rag.index.store import current_generation
-            from rag.ingest.build import build_index
+            from eval.harness import index_documents
 
-            stamp = out / "index.corpus"
-            want = f"{corpus_sha256(es)} {cfg.embed_model} {cfg.chunk_tokens} {cfg.chunk_overlap_tokens}"
-            if current_generation(Path(cfg.index_dir)) is None or not stamp.exists() or stamp.read_text() != want:
-                log.info("indexing %d passages into %s", len(es.docs), cfg.index_dir)
-                build_index(es.docs, Path(cfg.index_dir), cfg, embedder)
-                stamp.write_text(want)
+            cfg = index_documents(es.docs, cfg, embedder, out / "index")
     # Every question gets an answer; the configured threshold is applied when scoring.
     run_cfg = cfg.with_overrides(abstain_threshold=-math.inf)
     embedder = MemoEmbedder(embedder)
@@ -652,10 +559,9 @@ def index_corpus_sha256(index: Path) -> str:
 
 
 def _refusal_rule() -> Callable[[float, float], bool]:
-    try:
-        from rag.answer.abstain import should_abstain
-    except ImportError:
-        return M.below
+    """The pipeline's own rule (rag.answer.abstain.should_abstain), applied to the recorded scores."""
+    from rag.answer.abstain import should_abstain
+
     return lambda score_, threshold: bool(should_abstain(score_, threshold))
 
 
@@ -677,7 +583,7 @@ def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", mod
     todo = [q for q in es.questions if cache.get(q.id) is None]
     if todo:
         pipe = open_pipeline(es, cfg, out, index=index, model=model, embedder=embedder)
-        items: Iterable[EvalQuestion] = todo
+        items: Iterable[Question] = todo
         if progress:
             from tqdm import tqdm
 

@@ -11,7 +11,6 @@ the seconds spent tokenizing and indexing. Runs in well under a minute.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from eval.datasets import load_squad  # noqa: E402
 from rag.index.tokenize import cjk_bigrams, tokenize_with  # noqa: E402
 
 
@@ -36,18 +36,12 @@ def cjk_jieba_bigrams(run: str) -> list[str]:
     return cjk_jieba(run) + (cjk_bigrams(run) if len(run) > 1 else [])
 
 
-def load_squad_format(path: Path, *, answerable_only: bool = True) -> tuple[list[str], list[tuple[str, int]]]:
-    """Paragraphs and (question, index of its paragraph) pairs from a SQuAD-format file."""
-    docs: list[str] = []
-    queries: list[tuple[str, int]] = []
-    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
-        for para in article["paragraphs"]:
-            docs.append(para["context"])
-            for qa in para["qas"]:
-                if answerable_only and qa.get("is_impossible"):
-                    continue
-                queries.append((qa["question"], len(docs) - 1))
-    return docs, queries
+def load_squad_format(path: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Paragraph texts and (question, index of its paragraph) for the answerable questions,
+    read by eval.datasets.load_squad."""
+    qs = load_squad(path)
+    position = {d.source: i for i, d in enumerate(qs.docs)}
+    return [d.text for d in qs.docs], [(q.question, position[q.gold[0].source]) for q in qs.questions if q.answerable]
 
 
 def recall(docs: list[str], queries: list[tuple[str, int]],
@@ -56,8 +50,10 @@ def recall(docs: list[str], queries: list[tuple[str, int]],
     import bm25s
     import numpy as np
 
+    from rag.config import Config
+
     t0 = time.perf_counter()
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
+    retriever = bm25s.BM25(k1=Config.bm25_k1, b=Config.bm25_b)  # the index's BM25 parameters
     retriever.index([tok(d) for d in docs], show_progress=False)
     query_tokens = [tok(q) for q, _ in queries]
     seconds = time.perf_counter() - t0

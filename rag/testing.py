@@ -1,5 +1,17 @@
-"""Deterministic stand-ins for the models, for tests where the model itself is not under test."""
+"""Deterministic stand-ins for the models, for tests and benchmarks where the model itself is not under test.
+
+- `FakeEmbedder`, `FakeGenerator`: no model at all (hashed tokens; a scripted reply).
+- `write_tiny_gguf`, `write_tiny_cross_encoder`: tiny random-weight models built on the spot, so
+  tests never need the network. The GGUF (~0.2 MB, llama architecture) loads and runs in llama.cpp
+  in milliseconds; the cross-encoder (~0.1 MB BERT) loads in sentence-transformers. Their outputs
+  are meaningless but deterministic: what they exercise is the plumbing (loading, chat template,
+  streaming, token limits, seeding, sorting). `gguf`, `numpy`, `torch` and `transformers` are
+  imported inside the writers, so importing this module stays light.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 from rag.models.embed import HashEmbedder
 
@@ -24,9 +36,160 @@ class FakeGenerator:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + text.count("\n")
 
-    def stream(self, messages, *, max_tokens: int, temperature: float | None = None, stop=()):
+    def stream(self, messages: Iterable[dict[str, str]], *, max_tokens: int, temperature: float | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]:
         self.prompts.append(list(messages))
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         words = reply.split(" ")
         for i, w in enumerate(words[:max_tokens]):
             yield w if i == 0 else " " + w
+
+
+# A ChatML-style template: llama-cpp-python renders it from the GGUF metadata with Jinja.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable-character map that byte-level BPE vocabularies are written in."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, n = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
+def write_tiny_gguf(path: str | Path, *, seed: int = 0) -> Path:
+    """A 2-layer llama (dim 64, 4 heads, ff 128, ctx 512) with a byte-level BPE vocab of 264 tokens.
+
+    Vocabulary: 256 byte tokens, a few merges, then <s> </s> <unk> <|im_start|> <|im_end|> as control
+    tokens. The output projection is zero for every token but printable ASCII, so greedy decoding
+    emits readable text and never ends early: generation always runs to max_tokens.
+    """
+    import gguf
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    n_embd, n_head, n_ff, n_layer, n_ctx = 64, 4, 128, 2, 512
+
+    byte_chars = _bytes_to_unicode()
+    tokens = [byte_chars[b] for b in range(256)]
+    types = [gguf.TokenType.NORMAL] * 256
+    merges = ["Ġ t", "h e", "Ġt he", "i n"]  # llama.cpp insists on a merges list; a few suffice
+    for m in merges:
+        tokens.append(m.replace(" ", ""))
+        types.append(gguf.TokenType.NORMAL)
+    specials = ["<s>", "</s>", "<unk>", "<|im_start|>", "<|im_end|>"]
+    first_special = len(tokens)
+    tokens += specials
+    types += [gguf.TokenType.CONTROL, gguf.TokenType.CONTROL, gguf.TokenType.UNKNOWN,
+              gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    bos, eos, unk = first_special, first_special + 1, first_special + 2
+    n_vocab = len(tokens)
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny-test-llama")
+    w.add_context_length(n_ctx)
+    w.add_embedding_length(n_embd)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(n_embd // n_head)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(n_vocab)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([int(t) for t in types])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(eos)
+    w.add_unk_token_id(unk)
+    w.add_add_bos_token(False)
+    w.add_chat_template(CHAT_TEMPLATE)
+
+    def mat(rows: int, cols: int, scale: float = 0.2) -> np.ndarray:
+        # numpy (rows=out, cols=in) is GGUF's ne = {in, out}, as llama.cpp expects for weights
+        return (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+
+    ones = np.ones(n_embd, dtype=np.float32)
+    w.add_tensor("token_embd.weight", mat(n_vocab, n_embd, 1.0))
+    for i in range(n_layer):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.attn_q.weight", mat(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.attn_k.weight", mat(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.attn_v.weight", mat(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.attn_output.weight", mat(n_embd, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", mat(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", mat(n_ff, n_embd))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", mat(n_embd, n_ff))
+    w.add_tensor("output_norm.weight", ones)
+    out = mat(n_vocab, n_embd, 1.0)
+    printable = np.zeros(n_vocab, dtype=bool)
+    printable[[ord(c) for c in "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,"]] = True
+    out[~printable] = 0.0  # logit 0 for the rest: some printable token always scores higher
+    w.add_tensor("output.weight", out)
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+_WORDS = """the a an of to in and or is are was were be been it its this that for on with as by at from
+not no yes what which who when where why how do does did can could should would will may might
+model models data rag search query answer question document documents page pages text chunk chunks
+paris france capital city river water cat cats dog dogs sun moon earth planet star light heat energy
+python code program file files error errors test tests index retrieve rank rerank score scores
+""".split()
+
+
+def write_tiny_cross_encoder(directory: str | Path, *, seed: int = 0) -> Path:
+    """A random 2-layer BERT (hidden 32, 2 heads) with one output label, plus a local WordPiece vocab.
+
+    Loadable with `sentence_transformers.CrossEncoder(directory)`; scores are arbitrary but fixed.
+    """
+    import string
+
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += list(string.ascii_lowercase + string.digits + string.punctuation)
+    vocab += ["##" + c for c in string.ascii_lowercase + string.digits]
+    vocab += [w for w in dict.fromkeys(_WORDS) if w not in vocab]
+    vocab_file = directory / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                        initializer_range=0.2)  # wide init: scores that differ visibly between texts
+    model = BertForSequenceClassification(config)
+    model.eval()
+    # transformers 5 takes `vocab` (a dict or a vocab.txt path); 4.x took `vocab_file`
+    try:
+        tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
+                                      model_max_length=512)
+    except TypeError:
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=512)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

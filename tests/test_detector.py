@@ -1,4 +1,4 @@
-"""Detector metrics, the evaluation-set loaders and the abstention curve, on tiny hand-made inputs."""
+"""Detector metrics, the detector-set loaders and the abstention curve, on tiny hand-made inputs."""
 from __future__ import annotations
 
 import json
@@ -10,14 +10,12 @@ from eval.abstention import choose_threshold, curve, sample
 from eval.datasets import (
     BEGIN_LABELS,
     DetectorExample,
-    QAExample,
+    Question,
     begin_label_counts,
     load_begin,
+    load_detector,
     load_detector_jsonl,
     load_halueval_qa,
-    load_qa_jsonl,
-    load_squad,
-    squad_paragraphs,
 )
 from eval.detector import (
     auroc,
@@ -147,29 +145,9 @@ def test_load_detector_jsonl(tmp_path):
         load_detector_jsonl(_write(tmp_path / "x.jsonl", '{"context": "c", "response": "r", "label": 2}\n'))
     with pytest.raises(RagError, match="does not exist"):
         load_detector_jsonl(tmp_path / "missing.jsonl")
-
-
-def test_load_squad(tmp_path):
-    data = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [
-        {"context": "P0", "qas": [{"id": "a", "question": "Q?", "is_impossible": False,
-                                   "answers": [{"text": "x", "answer_start": 0}, {"text": "x", "answer_start": 0}]}]},
-        {"context": "P1", "qas": [{"id": "b", "question": "问题？", "is_impossible": True, "answers": [],
-                                   "plausible_answers": [{"text": "y", "answer_start": 0}]}]}]}]}
-    path = _write(tmp_path / "s.json", json.dumps(data, ensure_ascii=False))
-    a, b = load_squad(path)
-    assert a == QAExample("a", "Q?", ("x",), (("T", "P0"),), (("T", 0),), "en")
-    assert b.answers == () and b.gold == (("T", 1),) and b.lang == "zh"
-    assert squad_paragraphs(path) == [(("T", 0), "P0"), (("T", 1), "P1")]
-
-
-def test_load_qa_jsonl(tmp_path):
-    path = _write(tmp_path / "q.jsonl", json.dumps(
-        {"id": "1", "question": "Q?", "answers": ["A"], "passages": [["T", "text"], {"title": "U", "text": "t2"}],
-         "gold": [["T", 0]], "lang": "en", "history": ["earlier?"]}) + "\n" + json.dumps({"question": "Bare?"}))
-    first, bare = load_qa_jsonl(path)
-    assert first.passages == (("T", "text"), ("U", "t2")) and first.gold == (("T", 0),)
-    assert first.history == ("earlier?",)
-    assert bare == QAExample("2", "Bare?", (), ())
+    assert load_detector(ok, "jsonl") == load_detector_jsonl(ok)
+    with pytest.raises(RagError, match="halueval, begin, jsonl"):
+        load_detector(ok, "csv")
 
 
 # --- the CLI on a tiny file, without an embedder (no model loads) -----------------------------------
@@ -199,7 +177,7 @@ def test_abstention_curve_and_choice():
 
 
 def test_abstention_sample_is_disjoint_and_balanced():
-    exs = [QAExample(str(i), f"q{i}", () if i % 3 == 0 else ("a",), ()) for i in range(30)]
+    exs = [Question(str(i), f"q{i}", () if i % 3 == 0 else ("a",)) for i in range(30)]
     report, rest = sample(exs, 4)
     assert sum(1 for e in report if not e.answers) == 4 and sum(1 for e in report if e.answers) == 4
     assert {e.id for e in report}.isdisjoint({e.id for e in rest}) and len(report) + len(rest) == 30
@@ -225,11 +203,3 @@ def test_real_begin():
     ex = load_begin(path)
     assert len(ex) == sum(counts.values()) == 430
     assert sum(e.label for e in ex) == counts.get("Not fully attributable", 0) + counts.get("Generic", 0)
-
-
-@needs_shared
-def test_real_squad():
-    path = DATA / "squad2-dev" / "dev-v2.0.json"
-    ex = load_squad(path)
-    assert len(ex) == 6078 and sum(1 for e in ex if not e.answers) == 3168
-    assert len(squad_paragraphs(path)) == 646

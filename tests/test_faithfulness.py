@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import eval.faithfulness as F
-from eval.faithfulness import (EvalQuestion, balanced_sample, evaluate, load_eval_set, load_questions_jsonl,
-                               ranked_keys, score)
+from eval.datasets import Gold, Question, load_questions_jsonl
+from eval.faithfulness import balanced_sample, evaluate, load_eval_set, ranked_keys, score
 from tests.conftest import ROOT, shared_path, write_docs
 from rag.testing import FakeEmbedder
 
@@ -70,7 +70,7 @@ def run(tiny_set, make_cfg, out: Path, **overrides) -> dict:
 
 
 def test_the_shipped_question_set_loads():
-    qs = load_questions_jsonl(ROOT / "data/eval/questions.jsonl")
+    qs = load_questions_jsonl(ROOT / "data/eval/questions.jsonl").questions
     assert len(qs) >= 50 and len({q.id for q in qs}) == len(qs)
     assert all(q.gold for q in qs if q.answerable)
     assert {q.type for q in qs} >= {"factoid", "followup", "unanswerable"}
@@ -79,7 +79,7 @@ def test_the_shipped_question_set_loads():
 
 
 def test_balanced_sample_is_seeded_half_unanswerable_and_in_file_order():
-    qs = [EvalQuestion(str(i), "q", ("a",) if i % 4 else ()) for i in range(40)]
+    qs = [Question(str(i), "q", ("a",) if i % 4 else ()) for i in range(40)]
     pick = balanced_sample(qs, 10)
     assert pick == balanced_sample(qs, 10)
     assert sum(not q.answerable for q in pick) == 5
@@ -95,7 +95,8 @@ def test_squad_questions_point_at_their_paragraph():
     docs = {d.source: d.text for d in es.docs}
     assert len(docs) == 646  # every paragraph is indexed, not only the sampled questions'
     for q in es.questions:
-        (source, _), = q.gold
+        (gold,) = q.gold
+        source = gold.source
         if q.answerable:
             assert any(a in docs[source] for a in q.answers)
 
@@ -105,8 +106,8 @@ def test_squad_questions_point_at_their_paragraph():
 
 def test_a_chunk_is_relevant_when_it_holds_a_gold_page():
     retrieved = [["a.pdf", [1, 2]], ["b.md", [1]], ["a.pdf", [3]], ["a.pdf", [3]]]
-    assert ranked_keys(retrieved, [("a.pdf", 3), ("b.md", 9)]) == ["a.pdf#[1, 2]", "b.md#[1]", "gold"]
-    assert ranked_keys(retrieved, [("b.md", None)]) == ["a.pdf#[1, 2]", "gold", "a.pdf#[3]"]
+    assert ranked_keys(retrieved, [Gold("a.pdf", 3), Gold("b.md", 9)]) == ["a.pdf#[1, 2]", "b.md#[1]", "gold"]
+    assert ranked_keys(retrieved, [Gold("b.md")]) == ["a.pdf#[1, 2]", "gold", "a.pdf#[3]"]
 
 
 def record(**kw) -> dict:
@@ -119,9 +120,9 @@ def sentence(faithful: bool, *, support: float = 0.9) -> dict:
 
 
 def test_scoring_by_hand():
-    qs = [EvalQuestion("a", "q", ("4.4 GB",), (("x.md", 1),)),
-          EvalQuestion("b", "q", ("linearly",), (("y.md", 1),)),
-          EvalQuestion("u", "q", ())]
+    qs = [Question("a", "q", ("4.4 GB",), (Gold("x.md", 1),)),
+          Question("b", "q", ("linearly",), (Gold("y.md", 1),)),
+          Question("u", "q", ())]
     recs = [
         # gold at rank 2; answer holds the reference; one of two sentences unsupported
         record(answer="It needs 4.4 GB. Also more.", retrieved=[["z.md", [1]], ["x.md", [1]]],
@@ -144,7 +145,7 @@ def test_scoring_by_hand():
 
 
 def test_llm_judge_faithfulness_counts_claims():
-    qs = [EvalQuestion("a", "q", ("x",))]
+    qs = [Question("a", "q", ("x",))]
     sents = [sentence(True, support=1.0) | {"claims": 3}, sentence(False, support=0.0) | {"claims": 1}]
     recs = [record(answer="x", sentences=sents, citations=[{"recall": True, "precise": [True]}] * 2)]
     assert score(qs, recs, abstain_threshold=0.0, judge="llm").values["faithfulness"] == [0.75]
@@ -210,7 +211,7 @@ def test_a_new_threshold_is_scored_from_the_cache_but_new_settings_rerun(tiny_se
 
 
 def test_an_nli_judge_is_named_on_every_number_it_produced(tiny_set, make_cfg, tmp_path):
-    from tests.tiny_models import write_tiny_cross_encoder
+    from rag.testing import write_tiny_cross_encoder
 
     judge = "nli:" + str(write_tiny_cross_encoder(tmp_path / "nli"))
     report = evaluate(tiny_set, make_cfg(), tmp_path / "out", judge=judge, embedder=FakeEmbedder(), progress=False)
@@ -260,7 +261,7 @@ def test_tiny_gguf_generative_run_with_the_llm_judge(tmp_path):
     """The generative path and the LLM judge with a random-weight GGUF: plumbing only, the text is meaningless."""
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gguf")
-    from tests.tiny_models import write_tiny_gguf
+    from rag.testing import write_tiny_gguf
 
     model = write_tiny_gguf(tmp_path / "tiny.gguf")
     out = tmp_path / "out"

@@ -14,7 +14,7 @@ from rag.answer.generate import Generator, complete
 from rag.models.llama import LlamaCppGenerator, count_physical_cores, load_generator, physical_cores, resolve_gguf
 from rag.cli.models import main as models_main
 from rag.models.registry import RECOMMENDED, find_recommended
-from tests.tiny_models import write_tiny_gguf
+from rag.testing import write_tiny_gguf
 
 MESSAGES = [{"role": "system", "content": "Answer from the sources."},
             {"role": "user", "content": "What is the capital of France?"}]
