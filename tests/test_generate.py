@@ -132,14 +132,15 @@ def test_physical_cores():
 
 
 def test_models_list_marks_downloaded_files(tmp_path, capsys):
-    (tmp_path / RECOMMENDED[0].file).write_bytes(b"GGUF")
+    hub = [m for m in RECOMMENDED if m.pypi is None]  # no pinned size: any file counts as downloaded
+    (tmp_path / hub[0].file).write_bytes(b"GGUF")
     (tmp_path / "mine.gguf").write_bytes(b"GGUF")
     assert models_main(["list", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    first, second = (next(line for line in out.splitlines() if line.startswith(m.name)) for m in RECOMMENDED[:2])
+    first, second = (next(line for line in out.splitlines() if line.startswith(m.name + " ")) for m in hub[:2])
     assert " yes " in first and " yes " not in second
     assert "mine.gguf" in out
-    assert find_recommended("QWEN2.5-1.5B") is RECOMMENDED[0]
+    assert find_recommended("QWEN2.5-1.5B") is hub[0]
 
 
 def test_models_pull_offline_fails_with_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
@@ -186,7 +187,7 @@ def test_concurrent_requests_are_serialised(gen):
 def test_offload_description(n_gpu_layers, gpu, expected):
     from types import SimpleNamespace
 
-    from rag.answer.generate import _describe_offload
+    from rag.models.llama import _describe_offload
 
     fake = SimpleNamespace(llama_supports_gpu_offload=lambda: gpu,
                            llama_print_system_info=lambda: b"CUDA : ARCHS = 900 | CPU : AVX2 = 1 |")

@@ -49,6 +49,11 @@ class LlamaCppGenerator:
         if not path.is_file():
             raise ModelNotFoundError(f"GGUF model {str(path)!r} does not exist (fix: `python -m rag.models pull NAME` "
                                      "or set llm_model to the path of a .gguf file)")
+        from rag.models.registry import find_recommended, size_problem
+
+        rec = find_recommended(path.name)
+        if rec is not None and (problem := size_problem(path, rec)):  # a stat: llama.cpp's own error is obscure
+            raise ModelNotFoundError(problem)
         self.path = path
         self.name = path.name
         self.seed = seed
@@ -142,9 +147,10 @@ def resolve_gguf(spec: str, *, search_dirs: Sequence[Path] = (Path("models"),)) 
     """The GGUF file `spec` names, found without the network.
 
     spec '' → the first *.gguf in `search_dirs` (recommended models first, then by name), or None.
-    Otherwise: an existing file (or a folder to search); a recommended name such as 'qwen2.5-1.5b'
-    (see `python -m rag.models list`); or 'owner/repo/file.gguf' / 'owner/repo:file.gguf' from the
-    local Hugging Face cache. A spec that names nothing raises ModelNotFoundError with the fix.
+    Otherwise: an existing file (or a folder to search); a recommended name such as
+    'qwen2.5-coder-1.5b', found in `search_dirs` (see `python -m rag.models list`); or
+    'owner/repo/file.gguf' / 'owner/repo:file.gguf' from the local Hugging Face cache. A spec that
+    names nothing raises ModelNotFoundError with the fix.
     """
     from rag.models.registry import RECOMMENDED, find_recommended, parse_hf_spec
 
