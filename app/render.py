@@ -23,7 +23,7 @@ import re
 import time
 from typing import Iterable, Sequence
 
-from rag.answer.cite import find_markers, split_sentences, strip_markers
+from rag.answer.cite import find_markers
 from rag.records import Answer, Citation, Hit, SentenceCheck
 
 _ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
@@ -109,25 +109,35 @@ def _with_markers(piece: str) -> str:
 
 def answer_html(answer: Answer) -> str:
     """The answer text as one line of HTML: inline [n] markers, flagged sentences underlined in red
-    with the verifier's reason as their tooltip."""
+    with the verifier's reason as their tooltip.
+
+    Sentences are marked where their checks say they are (`SentenceCheck.start/end` in
+    `answer.text`): the answer is not split again here, so the UI flags exactly what was checked.
+    """
     text = answer.text
-    checks = list(answer.sentences)
-    parts, pos, k = [], 0, 0
-    for a, b in split_sentences(text):
-        parts.append(html_text(text[pos:a]))
-        piece = text[a:b]
-        check: SentenceCheck | None = None
-        clean = strip_markers(piece)
-        if clean and k < len(checks) and checks[k].text == clean:
-            check, k = checks[k], k + 1
-        body = _with_markers(piece)
-        if check is not None and not check.supported:
+    parts, pos = [], 0
+    for check in sorted(answer.sentences, key=lambda c: c.start):
+        if not (pos <= check.start < check.end <= len(text)):
+            continue  # no span (a check made outside an answer), or one that does not fit this text
+        parts.append(_lines(text[pos:check.start]))
+        body = _with_markers(text[check.start:check.end])
+        if not check.supported:
             tip = f"Flagged by the verifier: {check.reason or 'not supported'} (support {check.support:.2f})"
             body = f'<span class="rag-flagged" title="{attr(tip)}" style="{FLAG_STYLE}">{body} ⚠</span>'
         parts.append(body)
-        pos = b
-    parts.append(html_text(text[pos:]))
+        pos = check.end
+    parts.append(_lines(text[pos:]))
     return f'<div class="rag-answer" style="line-height: 1.6">{"".join(parts)}</div>'
+
+
+def _lines(text: str) -> str:
+    """Text between checked sentences (or an answer without checks), line by line, so that a
+    '- ' bullet at the start of any line is drawn."""
+    out = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        body = line.lstrip()
+        out.append(html_text(line[:len(line) - len(body)]) + _with_markers(body))
+    return "<br>".join(out)
 
 
 def streaming_html(raw: str) -> str:

@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rag.index.tokenize import CJK_CHARS
+from rag.text import CJK_CHARS, has_cjk
 
 _CJK = re.compile(f"[{CJK_CHARS}]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -43,10 +43,6 @@ _WORDS = re.compile(r"\d+(?:[.,]\d+)*|[^\W_]+")
 
 
 # --- answers -----------------------------------------------------------------------------------------
-
-
-def has_cjk(text: str) -> bool:
-    return bool(_CJK.search(text))
 
 
 def normalize_answer(text: str) -> str:

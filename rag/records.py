@@ -93,11 +93,15 @@ class Citation:
 
 @dataclass(frozen=True)
 class SentenceCheck:
-    text: str
+    text: str  # the sentence without its markers
     cited: tuple[int, ...]  # marker numbers the sentence cites
     support: float  # 0..1 from the Verifier
     supported: bool
     reason: str = ""  # why it was flagged, for the UI and --json
+    # Answer.text[start:end] is the sentence as shown, markers included: the UI marks it there
+    # instead of splitting the answer again. (0, 0) for a claim checked outside an answer.
+    start: int = 0
+    end: int = 0
 
 
 Mode = Literal["generative", "extractive", "refused"]

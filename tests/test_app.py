@@ -69,9 +69,10 @@ HOSTILE = ("GGUF needs 4.8 GB <script>alert(1)</script> ![x](http://evil/beacon.
 def hostile_answer(**kw) -> Answer:
     chunk = Chunk("c1", "evil.md", HOSTILE, 0, len(HOSTILE), (1,))
     text = "GGUF needs 4.8 GB [1]. " + HOSTILE + " [1]."
-    (first, cited), (second, _) = sentence_citations(text)  # the sentences as the pipeline checks them
-    checks = (SentenceCheck(first, cited, 0.9, True),
-              SentenceCheck(second, cited, 0.1, False, "low overlap with cited source (0.10) <b>"))
+    first, second = sentence_citations(text)  # the sentences as the pipeline checks them
+    checks = (SentenceCheck(first.text, first.cited, 0.9, True, "", first.start, first.end),
+              SentenceCheck(second.text, first.cited, 0.1, False, "low overlap with cited source (0.10) <b>",
+                            second.start, second.end))
     base = dict(question="q <i>", query="q", mode="extractive", text=text, raw_text=text,
                 citations=(Citation(1, "c1", "evil.md", (1,), "GGUF needs 4.8 GB", 0, False),),
                 sentences=checks, sources=(Hit(chunk, 0.9),))
@@ -98,6 +99,17 @@ def test_answer_html_marks_flagged_sentences_and_citations():
     flagged = re.findall(r'<span class="rag-flagged" title="([^"]*)"', out)
     assert len(flagged) == 1 and "low overlap with cited source" in flagged[0] and "<b>" not in flagged[0]
     assert "javascript" in out and "javascript&#58;" in out  # shown as text, not a link
+
+
+def test_answer_html_marks_the_span_each_check_names():
+    text = "GGUF needs 4.8 GB [1]. It is fast [1]."
+    first, second = sentence_citations(text)
+    checks = (SentenceCheck(first.text, first.cited, 0.1, False, "bad", first.start, first.end),
+              SentenceCheck(second.text, second.cited, 0.9, True, "", second.start, second.end))
+    out = answer_html(hostile_answer(text=text, sentences=checks))
+    [flagged] = re.findall(r'<span class="rag-flagged"[^>]*>(.*?) ⚠</span>', out)
+    assert "GGUF needs 4&#46;8 GB" in flagged and "rag-cite" in flagged and "fast" not in flagged
+    assert "It is fast" in out and out.count('class="rag-cite"') == 2
 
 
 def test_answer_html_keeps_bold_and_bullets_from_a_model():

@@ -82,12 +82,17 @@ def test_split_sentences(text: str, expected: list[str]) -> None:
 
 
 def test_sentence_citations_strip_markers_and_collect_numbers() -> None:
-    assert sentence_citations("Mass is 5 kg [1][2]. Made of iron.[3] Uncited. 质量是五公斤【1】。") == [
+    text = "Mass is 5 kg [1][2]. Made of iron.[3] Uncited. 质量是五公斤【1】。"
+    sentences = sentence_citations(text)
+    assert [(s.text, s.cited) for s in sentences] == [
         ("Mass is 5 kg.", (1, 2)),
         ("Made of iron.", (3,)),
         ("Uncited.", ()),
         ("质量是五公斤。", (1,)),
     ]
+    # The span is the sentence as written, markers included.
+    assert [text[s.start:s.end] for s in sentences] == [
+        "Mass is 5 kg [1][2].", "Made of iron.[3]", "Uncited.", "质量是五公斤【1】。"]
 
 
 def test_resolve_normalises_and_counts_invalid_markers() -> None:

@@ -37,7 +37,7 @@ ZH_HITS = [
 def test_picks_the_sentence_with_the_answer(question: str, hits: list[Hit], expected: str, n: int,
                                             distractor: str) -> None:
     answer = extractive_answer(question, hits)
-    cited = [numbers for sentence, numbers in sentence_citations(answer) if expected in sentence]
+    cited = [s.cited for s in sentence_citations(answer) if expected in s.text]
     assert cited == [(n,)], answer
     assert distractor not in answer
 
@@ -49,8 +49,8 @@ def test_picks_the_sentence_with_the_answer(question: str, hits: list[Hit], expe
 def test_every_sentence_is_cited_with_a_valid_number(question: str, hits: list[Hit]) -> None:
     answer = extractive_answer(question, hits)
     assert answer
-    for sentence, cited in sentence_citations(answer):
-        assert len(cited) == 1 and 1 <= cited[0] <= len(hits), sentence
+    for sentence in sentence_citations(answer):
+        assert len(sentence.cited) == 1 and 1 <= sentence.cited[0] <= len(hits), sentence
     text, citations, invalid = resolve(answer, hits)
     assert invalid == 0 and text == answer and citations
 

@@ -1,4 +1,4 @@
-"""BM25 token specifications: English stemming and stopwords, CJK bigrams, identifiers, scripts."""
+"""BM25 token specifications: English stemming and stopwords, CJK bigrams, identifiers."""
 from __future__ import annotations
 
 import doctest
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import rag.index.tokenize
-from rag.index.tokenize import cjk_bigrams, query_language, script_profile, tokenize, tokenize_with
+from rag.index.tokenize import cjk_bigrams, tokenize, tokenize_with
 
 
 def test_doctests() -> None:
@@ -77,34 +77,9 @@ def test_options_can_be_turned_off() -> None:
 
 def test_missing_stemmer_warns_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "Stemmer", None)  # import Stemmer now raises ImportError
-    rag.tokenize._stemmer.cache_clear()
+    rag.index.tokenize._stemmer.cache_clear()
     try:
         with pytest.warns(UserWarning, match="PyStemmer"):
             assert tokenize("The cats are running") == ["cats", "running"]
     finally:
-        rag.tokenize._stemmer.cache_clear()
-
-
-def test_script_profile() -> None:
-    assert script_profile("GGUF 量化") == pytest.approx({"latin": 4 / 6, "cjk": 2 / 6, "other": 0.0})
-    assert script_profile("Привет, world 2024") == pytest.approx(
-        {"latin": 5 / 11, "cjk": 0.0, "other": 6 / 11})
-    assert script_profile("café") == {"latin": 1.0, "cjk": 0.0, "other": 0.0}
-    assert script_profile("2024 !!") == {"latin": 0.0, "cjk": 0.0, "other": 0.0}
-    assert script_profile("ひらがなカタカナ한글") == {"latin": 0.0, "cjk": 1.0, "other": 0.0}
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("向量检索是什么？", "cjk"),
-    ("GGUF 量化怎么用", "cjk"),
-    ("abcdefg 向量检", "cjk"),  # exactly 30 % CJK letters
-    ("abcdefgh 向量", "latin"),  # 20 %
-    ("How do I quantize a model?", "latin"),
-    ("Как это работает?", "other"),
-    ("Wie geht's Привет", "latin"),  # 8 of 14 letters
-    ("Привет, world", "other"),  # 5 of 11: no majority
-    ("2024", "other"),
-    ("", "other"),
-])
-def test_query_language(text: str, expected: str) -> None:
-    assert query_language(text) == expected
+        rag.index.tokenize._stemmer.cache_clear()

@@ -3,7 +3,7 @@
     >>> should_abstain(0.2, 0.35)
     True
 
-With a reranker, the score is the sigmoid of the best hit's cross-encoder logit: the reranker
+With a reranker, the score is the logistic of the best hit's cross-encoder logit: the reranker
 already reads question and passage together. Without one it comes from what can be checked
 cheaply in the best passage, combined by a logistic model fitted on SQuAD 2.0
 (`python -m eval.abstention --fit`):
@@ -21,14 +21,15 @@ query scores near the top whatever it says. Deliberately skipped: a trained answ
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from rag.answer.verify.features import (bigram_coverage, content_tokens, coverage, missing_names, missing_numbers,
+                                        names, windows)
+from rag.index.tokenize import tokenize
 from rag.records import Hit
-from rag.index.tokenize import query_language, tokenize
-from rag.answer.verify import bigram_coverage, content_tokens, coverage, missing_names, missing_numbers, names, windows
+from rag.text import language, logistic
 
 # Question words that carry no content ("how many", "what kind of", "name the …").
 _QUESTION_WORDS = frozenset("mani much kind type name year call".split())
@@ -95,31 +96,27 @@ def hit_features(question: str, hit: Hit) -> EvidenceFeatures:
         number_missing=1.0 if missing_numbers(question, [text]) else 0.0,
         negation_mismatch=1.0 if q_neg and not w_neg else 0.0,
         # An English-only embedder's cosine says nothing about a Chinese question: leave it out.
-        dense=None if hit.dense_score is None or query_language(question) == "cjk" else float(hit.dense_score),
+        dense=None if hit.dense_score is None or language(question) == "cjk" else float(hit.dense_score),
     )
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
 
 def features_score(feats: EvidenceFeatures, *, weights: Sequence[float] | None = None) -> float:
     x = feats.vector()
     w = weights if weights is not None else (WEIGHTS_DENSE if feats.dense is not None else WEIGHTS_LEXICAL)
-    return _sigmoid(sum(a * b for a, b in zip(w[:-1], x)) + w[-1])
+    return logistic(sum(a * b for a, b in zip(w[:-1], x)) + w[-1])
 
 
 def evidence_score(question: str, hits: Sequence[Hit]) -> float:
     """0..1: how likely the hits hold an answer. 0.0 without hits.
 
-    The reranker's logit (sigmoid) when the best hit has one; else the feature model, best of
-    the first HITS_CONSIDERED hits.
+    The logistic of the reranker's logit when the best hit has one; else the feature model, best
+    of the first HITS_CONSIDERED hits.
     """
     if not hits:
         return 0.0
     reranked = [h.rerank_score for h in hits if h.rerank_score is not None]
     if reranked:
-        return _sigmoid(max(reranked))
+        return logistic(max(reranked))
     return max(features_score(hit_features(question, h)) for h in hits[:HITS_CONSIDERED])
 
 

@@ -26,8 +26,9 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from rag.records import Citation, Hit
 from rag.index.tokenize import tokenize
+from rag.records import Citation, Hit
+from rag.text import sentence_spans
 
 _OPEN = "[\\[［【]"
 _CLOSE = "[\\]］】]"
@@ -37,16 +38,6 @@ _SEP = r"\s*[,，、;；]\s*"
 _MARKER = re.compile(rf"{_OPEN}[ \t]*{_ITEM}(?:{_SEP}{_ITEM})*[ \t]*{_CLOSE}", re.IGNORECASE)
 _NUMBER_OR_RANGE = re.compile(rf"({_NUM})(?:\s*[-–—~～]\s*({_NUM}))?")
 _MAX_RANGE = 20  # "[1-99]" is a typo or an attack, not 99 citations
-
-# Sentence ends: Latin terminators need whitespace (or a marker, or CJK text) after them,
-# CJK ones do not. A blank line, or a line break before a list item, ends a sentence too.
-_TERMINATOR = re.compile(r"[.!?…]+|[。！？]+|\n[ \t]*\n|\n(?=[ \t]*(?:[-*•·]|\d{1,3}[.)])\s)")
-_CLOSERS = "\"'”’」』）)»"
-_CJK_PUNCT = "。！？"
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-# Abbreviations after which a period does not end a sentence even before a capital ("Dr. Smith").
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof sr jr st vs e.g i.e cf fig figs eq eqs no nos vol pp p sec ch approx ref refs".split())
 
 
 @dataclass(frozen=True)
@@ -100,83 +91,40 @@ def strip_markers(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans `(start, end)`, trimmed of whitespace; English and Chinese punctuation.
+    """Sentence spans `(start, end)` of an answer (or a passage), trimmed of whitespace.
 
     >>> t = "Mass is 5 kg.[1] Dr. Smith said so [2]. 质量是五公斤。[3]它很重！"
     >>> [t[a:b] for a, b in split_sentences(t)]
     ['Mass is 5 kg.[1]', 'Dr. Smith said so [2].', '质量是五公斤。[3]', '它很重！']
 
-    Markers right after a sentence's punctuation belong to that sentence. A Latin period does not
-    end a sentence inside a number ("3.5"), after a known abbreviation or an initial ("J. Smith"),
-    or before a lower-case word ("approx. five").
+    `rag.text.sentence_spans` with the rules of answers: markers right after a sentence's
+    punctuation belong to that sentence; `；` ends no sentence (a clause would lose the marker at
+    the end of its sentence); a period before a lower-case word ("approx. five") ends none.
     """
-    spans: list[tuple[int, int]] = []
-    start = pos = 0
-    while (m := _TERMINATOR.search(text, pos)) is not None:
-        pos = m.end()
-        if m.group()[0] == "\n":
-            _add_span(spans, text, start, m.start())
-            start = pos
-            continue
-        end = pos
-        while end < len(text) and text[end] in _CLOSERS:
-            end += 1
-        absorbed = False
-        while (mk := _MARKER.match(text, _skip_blanks(text, end))) is not None:
-            end, absorbed = mk.end(), True
-        cjk_end = m.group()[-1] in _CJK_PUNCT
-        if not (cjk_end or absorbed or _latin_sentence_end(text, m.start(), m.group(), end)):
-            continue
-        _add_span(spans, text, start, end)
-        start = pos = end
-    _add_span(spans, text, start, len(text))
-    return spans
+    return sentence_spans(text, marker=_MARKER, semicolons=False, trust_case=True)
 
 
-def _skip_blanks(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t":
-        i += 1
-    return i
+@dataclass(frozen=True)
+class CitedSentence:
+    """A sentence of an answer and the marker numbers it cites."""
+
+    text: str  # markers stripped, trimmed: what is checked and shown
+    cited: tuple[int, ...]  # in order of appearance, without duplicates
+    start: int  # answer_text[start:end] is the sentence as written, markers included
+    end: int
 
 
-def _latin_sentence_end(text: str, at: int, run: str, end: int) -> bool:
-    """Whether a Latin terminator run at `at` (closers up to `end`) ends its sentence."""
-    if end < len(text) and not text[end].isspace():
-        return bool(_CJK_CHAR.match(text[end]))  # "done.下一句" ends; "3.5" and "e.g.," do not
-    nxt = _skip_blanks(text, end)
-    while nxt < len(text) and text[nxt].isspace():
-        nxt += 1
-    if run != ".":
-        return True
-    if nxt < len(text) and text[nxt].islower():
-        return False
-    k = at
-    while k > 0 and not text[k - 1].isspace() and text[k - 1] not in "([{\"'“‘":
-        k -= 1
-    word = text[k:at]
-    if word.lower() in _ABBREVIATIONS:
-        return False
-    return not (len(word) == 1 and word.isupper())  # an initial: "J. Smith"
+def sentence_citations(text: str) -> list[CitedSentence]:
+    """Each sentence, markers stripped and trimmed, with the numbers it cites and its span.
 
-
-def _add_span(spans: list[tuple[int, int]], text: str, a: int, b: int) -> None:
-    while a < b and text[a].isspace():
-        a += 1
-    while b > a and text[b - 1].isspace():
-        b -= 1
-    if a < b:
-        spans.append((a, b))
-
-
-def sentence_citations(text: str) -> list[tuple[str, tuple[int, ...]]]:
-    """Each sentence, markers stripped and trimmed, with the numbers it cites.
-
-    >>> sentence_citations("Mass is 5 kg [1][2]. Made of iron.[3] 没有引用。")
+    >>> [(s.text, s.cited) for s in sentence_citations("Mass is 5 kg [1][2]. Made of iron.[3] 没有引用。")]
     [('Mass is 5 kg.', (1, 2)), ('Made of iron.', (3,)), ('没有引用。', ())]
+    >>> [(s.start, s.end) for s in sentence_citations("Mass is 5 kg [1][2]. Made of iron.[3] 没有引用。")]
+    [(0, 20), (21, 37), (38, 43)]
 
     A "sentence" that is only a marker (at the very start of a text) is dropped.
     """
-    out: list[tuple[str, tuple[int, ...]]] = []
+    out: list[CitedSentence] = []
     for a, b in split_sentences(text):
         piece = text[a:b]
         numbers: list[int] = []
@@ -184,7 +132,7 @@ def sentence_citations(text: str) -> list[tuple[str, tuple[int, ...]]]:
             numbers.extend(n for n in mk.numbers if n not in numbers)
         clean = strip_markers(piece)
         if clean:
-            out.append((clean, tuple(numbers)))
+            out.append(CitedSentence(clean, tuple(numbers), a, b))
     return out
 
 
@@ -217,9 +165,9 @@ def resolve(raw_text: str, sources: Sequence[Hit]) -> tuple[str, tuple[Citation,
     text = "".join(pieces)
 
     claims: dict[int, list[str]] = {}
-    for sentence, numbers in sentence_citations(text):
-        for n in numbers:
-            claims.setdefault(n, []).append(sentence)
+    for sentence in sentence_citations(text):
+        for n in sentence.cited:
+            claims.setdefault(n, []).append(sentence.text)
     citations = []
     for n in sorted(claims):
         hit = sources[n - 1]

@@ -4,7 +4,7 @@
     'A 7B model quantized to Q4_K_M needs about 4.8 GB of memory.[2]'
 
 Every sentence of every hit is a candidate; hit i is cited as [i + 1], the numbering
-`rag.cite.resolve` expects. A candidate's score is
+`rag.answer.cite.resolve` expects. A candidate's score is
 
     coverage + 0.15 / rank  (+ 0.5 · cosine(question, sentence) when an embedder is given)
 
@@ -28,8 +28,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.answer.cite import split_sentences, strip_markers
-from rag.records import Hit
 from rag.index.tokenize import tokenize
+from rag.records import Hit
+from rag.text import CJK_CHAR
 
 RANK_WEIGHT = 0.15  # enough to break near-ties in favour of the better-ranked chunk, no more
 EMBED_WEIGHT = 0.5  # cosine of MiniLM-like models sits in 0.2..0.8: half a term's coverage
@@ -146,4 +147,4 @@ def _terminated(sentence: str) -> str:
     tail = sentence.rstrip("\"'”’」』）)»")
     if tail.endswith((".", "!", "?", "…", *_CJK_END)):
         return sentence
-    return sentence + ("。" if "\u3400" <= sentence[-1] <= "\u9fff" else ".")
+    return sentence + ("。" if CJK_CHAR.match(sentence[-1]) else ".")

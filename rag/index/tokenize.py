@@ -4,7 +4,8 @@
     ['run', 'gguf', 'model', '向量', '量检', '检索']
 
 Text is NFKC-normalised (full-width Latin becomes ASCII, half-width katakana full-width) and
-lower-cased, then cut into runs of CJK characters and everything else:
+lower-cased (`rag.text.fold`), then cut into runs of CJK characters (`rag.text.CJK_CHARS`) and
+everything else:
 
 - CJK runs (Han, Hiragana, Katakana, Hangul) become overlapping character bigrams; a run of one
   character stays a unigram. Measured against unigrams+bigrams, jieba words and jieba+bigrams
@@ -24,25 +25,15 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 import warnings
 from typing import Callable
+
+from rag.text import CJK_RUN, fold
 
 # Recorded in every index manifest (rag.ingest.build.settings_signature): bump it whenever a change
 # here gives different tokens for the same text, so the next ingest re-tokenizes every file instead
 # of mixing old and new tokens in one BM25 index.
 TOKENIZER_VERSION = "1"
-
-# Han (incl. extensions A-F and compatibility ideographs), 々〆〇, Hiragana, Katakana (incl.
-# phonetic extensions and ー), Hangul syllables and jamo.
-CJK_CHARS = (
-    "\u1100-\u11ff\u3005-\u3007\u3040-\u309f\u30a0-\u30ff\u3130-\u318f\u31f0-\u31ff"
-    "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0003134f"
-)
-_CJK_RUN = re.compile(f"[{CJK_CHARS}]+")
-_CJK_CHAR = re.compile(f"[{CJK_CHARS}]")
-# Letters (Basic Latin, Latin-1, Extended-A/B, IPA, Extended Additional): accented Latin counts.
-_LATIN_CHAR = re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0250-\u02af\u1e00-\u1eff]")
 
 # A word: a number with `.`/`,` groups, or letters/digits joined by single `_ . -` (identifiers).
 _WORD = re.compile(r"\d+(?:[.,]\d+)+(?!\w)|[^\W_]+(?:[._\-][^\W_]+)*")
@@ -76,11 +67,11 @@ def tokenize(text: str) -> list[str]:
 def tokenize_with(text: str, *, stem: bool, stopwords: bool,
                   cjk: Callable[[str], list[str]]) -> list[str]:
     """`tokenize` with its choices open, for `eval/tokenizer_choice.py` and tests."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    text = fold(text)
     stem_word = _stemmer() if stem else None
     out: list[str] = []
     pos = 0
-    for m in _CJK_RUN.finditer(text):
+    for m in CJK_RUN.finditer(text):
         if m.start() > pos:
             _words(text[pos:m.start()], out, stem_word, stopwords)
         out.extend(cjk(m.group()))
@@ -129,44 +120,5 @@ def _stemmer() -> Callable[[str], str] | None:
         warnings.warn("PyStemmer is not installed: BM25 tokens are not stemmed "
                       "(fix: pip install PyStemmer)", stacklevel=3)
         return None
-    return Stemmer.Stemmer("english").stemWord
-
-
-def script_profile(text: str) -> dict[str, float]:
-    """Share of letters by script; digits, spaces and punctuation do not count.
-
-    >>> script_profile("GGUF 量化")
-    {'latin': 0.6666666666666666, 'cjk': 0.3333333333333333, 'other': 0.0}
-
-    All shares are 0.0 when the text has no letters.
-    """
-    text = unicodedata.normalize("NFKC", text)
-    latin = cjk = other = 0
-    for ch in text:
-        if _CJK_CHAR.match(ch):
-            cjk += 1
-        elif not ch.isalpha():
-            continue
-        elif _LATIN_CHAR.match(ch):
-            latin += 1
-        else:
-            other += 1
-    total = latin + cjk + other
-    if total == 0:
-        return {"latin": 0.0, "cjk": 0.0, "other": 0.0}
-    return {"latin": latin / total, "cjk": cjk / total, "other": other / total}
-
-
-def query_language(text: str) -> str:
-    """'cjk' when CJK letters are ≥ 30 % of the letters, 'latin' when Latin letters are the
-    majority, else 'other' (also for text without letters, such as '2024').
-
-    30 %, not 50 %: a Chinese query naming an English product ("GGUF 量化 怎么 用") is still a
-    Chinese query, and each Han character carries a word's worth of meaning.
-    """
-    profile = script_profile(text)
-    if profile["cjk"] >= 0.3:
-        return "cjk"
-    if profile["latin"] > 0.5:
-        return "latin"
-    return "other"
+    stem: Callable[[str], str] = Stemmer.Stemmer("english").stemWord
+    return stem

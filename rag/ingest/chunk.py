@@ -12,8 +12,9 @@ Structure first, size second:
    left out of the chunk text (it is in `heading_path`).
 2. Paragraphs (blank lines; a page break is one) are packed greedily up to `max_tokens`; a
    paragraph that fits in a chunk of its own is never split.
-3. A paragraph too long is cut into sentences (`. ! ?` + space, but not after "e.g.", "Dr.",
-   initials or list numbers; `。！？；．` in CJK text; each line of a list-like paragraph).
+3. A paragraph too long is cut into sentences (`rag.text.sentence_spans`: `. ! ?` + space, but
+   not after "e.g.", "Dr.", initials or list numbers; `。！？；．` in CJK text; each line of a
+   list-like paragraph).
 4. A sentence too long is cut at whitespace, then after punctuation inside a run without spaces
    (Chinese clauses), and only then at a fixed character count, never inside a Latin word unless
    the word alone is longer than a chunk (base64, minified code).
@@ -29,14 +30,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import heapq
 import itertools
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from rag.records import Chunk, Document, Page
-from rag.index.tokenize import CJK_CHARS
+from rag.text import CJK_CHARS, sentence_spans
 
 HEADING_KINDS = frozenset({"md", "html"})  # kinds whose '# ' lines are headings, not comments
 
@@ -50,21 +50,10 @@ _HEADING_OR_FENCE = re.compile(
     r"^ {0,3}(?:(#{1,6})(?:[ \t]+([^\n]*?))?[ \t]*$|(`{3,}|~{3,})([^\n]*)$)", re.M)
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
-_SENTENCE_END = re.compile(
-    r"(?P<latin>[.!?]+[\"'”’)\]]*)(?=\s)|[。！？；．]+[」』”’）)\]】〉》\"']*")
-_LIST_LINE = re.compile(
-    r"^[ \t]*(?:[-*+•·▪◦‣>][ \t]|\||\d{1,3}[.)][ \t]|\d{1,3}、|[（(]?[\d一二三四五六七八九十]{1,3}[)）、]"
-    r"|[a-zA-Z][.)][ \t]|第[\d一二三四五六七八九十百]+[条章节])", re.M)
 _WORD_SPAN = re.compile(r"\S+")
 _PUNCT_RUN = re.compile(r"[!-/:-@\[-`{-~\u2010-\u2027\u3000-\u3004\u3008-\u303f\uff01-\uff0f"
                         r"\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+")
 _LATIN_ALNUM = re.compile(rf"[^\W_{CJK_CHARS}]")
-# Lower-cased words that end with a period without ending the sentence.
-_ABBREVIATIONS = frozenset("""
-e.g i.e al cf vs dr mr mrs ms prof sr jr st mt fig figs eq eqs vol vols pp
-approx ca inc ltd corp dept jan feb mar apr jun jul aug sep sept oct nov dec
-""".split())
-
 
 def estimate_tokens(text: str) -> int:
     """A cheap stand-in for a BERT-style word-piece count (all-MiniLM's tokenizer).
@@ -182,57 +171,12 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 def _paragraph_pieces(text: str, start: int, end: int, max_tokens: int,
                       count_tokens: Callable[[str], int]) -> Iterator[_Piece]:
-    for s, e in _sentences(text, start, end):
+    for s, e in sentence_spans(text, start, end):
         tokens = count_tokens(text[s:e])
         if tokens <= max_tokens:
             yield _Piece(s, e, tokens, whole=True)
         else:
             yield from _split_long(text, s, e, tokens, max_tokens, count_tokens)
-
-
-def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-    """Stripped sentence spans of one paragraph."""
-    cuts: Iterable[int] = (m.end() for m in _SENTENCE_END.finditer(text, start, end)
-                           if not (m.group("latin") == "." and _is_abbreviation(text, start, m.start())))
-    if _is_list_like(text, start, end):  # every line is an item: cut at each line break too
-        cuts = heapq.merge(cuts, _newlines(text, start, end))
-    pos = start
-    for cut in itertools.chain(cuts, [end]):
-        span = _strip(text, pos, cut)
-        if span:
-            yield span
-        pos = max(pos, cut)
-
-
-def _newlines(text: str, start: int, end: int) -> Iterator[int]:
-    i = text.find("\n", start, end)
-    while i != -1:
-        yield i
-        i = text.find("\n", i + 1, end)
-
-
-def _is_abbreviation(text: str, para_start: int, dot: int) -> bool:
-    """Whether the word before the period at `dot` is an abbreviation, an initial or a list
-    number ("1. Install"), so the period ends no sentence."""
-    word_start = dot
-    while word_start > para_start and not text[word_start - 1].isspace() and dot - word_start < 40:
-        word_start -= 1
-    word = text[word_start:dot].lstrip("([{\"'“‘")
-    if not word:
-        return False
-    if word.lower() in _ABBREVIATIONS or re.fullmatch(r"[A-Za-z]|(?:[A-Za-z]\.)+[A-Za-z]", word):
-        return True
-    if word.isdigit():  # a list number when it is the first word on its line
-        line_start = text.rfind("\n", para_start, word_start) + 1 or para_start
-        return not text[max(line_start, para_start):word_start].strip()
-    return False
-
-
-def _is_list_like(text: str, start: int, end: int) -> bool:
-    """At least two lines of the paragraph start like list items (or table rows)."""
-    if text.find("\n", start, end) == -1:
-        return False
-    return next(itertools.islice(_LIST_LINE.finditer(text, start, end), 1, None), None) is not None
 
 
 def _split_long(text: str, start: int, end: int, tokens: int, max_tokens: int,
