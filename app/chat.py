@@ -4,7 +4,7 @@
 
 Configured like the CLIs (rag.toml, RAG_* environment variables: RAG_INDEX_DIR, RAG_DOCS_DIR,
 RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`, uploads and
-deletions are `rag.ingest.upload` (which runs the same incremental ingest as `python -m rag.ingest`,
+deletions are `rag.collection` (which runs the same incremental ingest as `python -m rag.ingest`,
 under its lock), and every text from a document or a model goes through `app.render`'s escapers
 before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
 the conversation and the sidebar settings belong to the session.
@@ -23,12 +23,13 @@ import streamlit as st
 
 from app import render
 from app.resources import generator_for, pipeline_for, reranker_for
+from rag import collection
 from rag.config import FUSIONS, Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
-from rag.ingest import upload
+from rag.ingest.parse import SUFFIX_KINDS
 from rag.records import Answer, Status
 
-UPLOAD_TYPES = ["pdf", "md", "markdown", "txt", "html", "htm"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUFFIX_KINDS]  # the loader's table: what the ingest reads
 ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-1.5b"
 
 
@@ -131,7 +132,7 @@ def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
     """The cited PDF page: an image (pypdfium2), then its text with the quote highlighted."""
     try:
         doc = _document(str(ctx["docs_dir"]), record.source, record.hash, ctx["max_bytes"])
-        span = upload.cited_page(doc, hit.chunk, quote_start, len(quote))
+        span = collection.cited_page(doc, hit.chunk, quote_start, len(quote))
     except RagError as err:
         st.warning(render.md_escape(str(err)))
         return
@@ -146,7 +147,7 @@ def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _document(docs_dir: str, source: str, sha256: str, max_bytes: int):
-    return upload.load_document(docs_dir, source, max_bytes=max_bytes, sha256=sha256)
+    return collection.load_document(docs_dir, source, max_bytes=max_bytes, sha256=sha256)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -240,8 +241,8 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
     if files:
         bar, update = progress_bar(f"Adding {len(files)} file(s)…")
         try:
-            result = upload.add_documents(pipe, docs_dir, [(f.name, f.getvalue()) for f in files],
-                                          max_bytes=ctx["max_bytes"], progress=update)
+            result = collection.add_documents(pipe, docs_dir, [(f.name, f.getvalue()) for f in files],
+                                              max_bytes=ctx["max_bytes"], progress=update)
         except IndexLockedError as err:
             flash("error", f"Not added: {err}. Try again when it has finished.")
         except RagError as err:
@@ -284,7 +285,7 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
                 st.session_state.confirm_delete = None
                 bar, update = progress_bar(f"Removing {r.source}…")
                 try:
-                    upload.remove_document(pipe, docs_dir, r.source, progress=update)
+                    collection.remove_document(pipe, docs_dir, r.source, progress=update)
                     flash("success", f"Deleted {r.source}")
                 except RagError as err:
                     flash("error", f"Not deleted: {err}")
@@ -356,7 +357,7 @@ def main() -> None:
         manifest, files = index.manifest, {f.source: f for f in index.files()}
     elif isinstance(error, ModelMismatchError):
         manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
-    ctx = {"docs_dir": upload.documents_folder(cfg0.docs_dir, manifest), "files": files,
+    ctx = {"docs_dir": collection.documents_folder(cfg0.docs_dir, manifest), "files": files,
            "max_bytes": int(cfg0.max_file_mb * 1024 * 1024)}
 
     if isinstance(error, IndexMissingError):

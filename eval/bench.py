@@ -608,7 +608,7 @@ def parse_throughput(folder: Path | None) -> dict:
     if folder is None or not Path(folder).is_dir():
         return {"parse_pages_per_s": None, "parse_pdfs": 0}
     from rag.errors import LoadError
-    from rag.ingest.load import parse
+    from rag.ingest.parse import parse
 
     pages, seconds, n, failed = 0, 0.0, 0, []
     for p in sorted(Path(folder).glob("*.pdf")):

@@ -69,9 +69,9 @@ def test_unchanged_folder_is_a_noop_without_parsing_or_embedding(tmp_path, make_
     cfg = make_cfg()
     first = ingest(folder, cfg, embedder=fake_embedder)
     calls = fake_embedder.calls
-    import rag.ingest.load
+    import rag.ingest.parse
 
-    monkeypatch.setattr(rag.ingest.load, "parse", lambda *a, **k: pytest.fail("an unchanged file was parsed"))
+    monkeypatch.setattr(rag.ingest.parse, "parse", lambda *a, **k: pytest.fail("an unchanged file was parsed"))
     second = ingest(folder, cfg, embedder=fake_embedder)
     assert second.noop and second.unchanged == 4 and second.generation == first.generation
     assert fake_embedder.calls == calls

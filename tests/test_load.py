@@ -1,4 +1,4 @@
-"""Specification of rag.ingest.load: files → Document records.
+"""Specification of the loader (rag.ingest.discover, decode, pdf, html, parse): files → Document records.
 
 Inputs are built in tmp_path; the real PDFs under ../shared are used when that folder exists.
 """
@@ -17,19 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.ingest import load
+import rag.ingest.discover as discovery
 from rag.errors import LoadError
-from rag.ingest.load import (
-    FoundFile,
-    clean_pdf_text,
-    discover,
-    html_to_text,
-    looks_like_garbage,
-    markdown_title,
-    parse,
-    read_bytes,
-    too_large_reason,
-)
+from rag.ingest.decode import markdown_title
+from rag.ingest.discover import FoundFile, discover, read_bytes, too_large_reason
+from rag.ingest.html import html_to_text
+from rag.ingest.parse import parse
+from rag.ingest.pdf import clean_pdf_text, looks_like_garbage
 from rag.records import Failure, Page
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -441,7 +435,7 @@ def test_discover_reports_unreadable_folders(tmp_path: Path, monkeypatch: pytest
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(load.os, "scandir", scandir)
+    monkeypatch.setattr(discovery.os, "scandir", scandir)
     found, failures = discover(tmp_path)
     assert [f.source for f in found] == ["ok.md"]
     assert failures == [Failure("locked", "permission denied: cannot list the folder",
@@ -520,7 +514,7 @@ def test_permission_denied_is_reported(tmp_path: Path, monkeypatch: pytest.Monke
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(load, "open", denied, raising=False)
+    monkeypatch.setattr(discovery, "open", denied, raising=False)
     err = read_error(found_file(write(tmp_path / "private.md")))
     assert_load_error(err, "private.md", "permission denied",
                       "make it readable (e.g. chmod a+r FILE) or check its owner")
@@ -562,7 +556,7 @@ def test_a_file_changing_while_read_is_refused(tmp_path: Path, monkeypatch: pyte
             os.utime(file, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
         return handle
 
-    monkeypatch.setattr(load, "open", changing_open, raising=False)
+    monkeypatch.setattr(discovery, "open", changing_open, raising=False)
     assert_load_error(read_error(found_file(path)), "live.log.txt", "file changed while being read",
                       "re-run the ingest when it is stable")
 
@@ -621,7 +615,7 @@ def test_importing_load_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, rag.ingest.load; print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))"
+    code = "import sys, rag.ingest.parse, rag.ingest.discover; print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"

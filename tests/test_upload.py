@@ -1,4 +1,5 @@
-"""Upload safety (rag.ingest.upload): names, types, size limit, duplicates, never writing outside the folder."""
+"""Upload safety (rag.ingest.upload) and the collection operations (rag.collection): names, types, size
+limit, duplicates, never writing outside the folder."""
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from rag.collection import DocumentError, add_documents, cited_page, delete_document, documents_folder, remove_document
+from rag.errors import LoadError
+from rag.ingest.decode import sniff_type
+from rag.ingest.parse import FORMATS, SUFFIX_KINDS, SUPPORTED_SUFFIXES, parse, sniff_kind
+from rag.ingest.upload import SavedUpload, UploadRejected, sanitize_filename, save_upload
 from rag.records import Chunk, Document, Failure, Page
-from rag.ingest.upload import (DocumentError, UploadRejected, add_documents, cited_page, delete_document,
-                        documents_folder, remove_document, sanitize_filename, save_upload, sniff_kind)
+from tests.test_load import make_pdf
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 40
@@ -56,6 +61,79 @@ def test_sanitize_filename_bounds_length_and_keeps_suffix():
 ])
 def test_sniff_kind_decides_by_content(data, name, kind):
     assert sniff_kind(data, name) == kind
+
+
+# --- the upload check and the loader agree: one table (rag.ingest.parse.FORMATS), one sniffer -------
+
+GOOD = {  # a readable document of each kind
+    "pdf": lambda: make_pdf(["Otters build their dens along quiet rivers."]),
+    "html": lambda: b"<!DOCTYPE html><html><body><h1>Otters</h1><p>Otters build dens.</p></body></html>",
+    "md": lambda: "# Otters\n\nOtters build dens along rivers, caf\u00e9.".encode(),
+    "txt": lambda: "Otters build dens along rivers. \u6c34\u736d\u3002".encode("utf-16"),
+}
+DISGUISED = {  # contents no suffix makes a document
+    "PNG": PNG, "ZIP": ZIP, "ELF": b"\x7fELF\x02\x01\x01" + b"\x00" * 50, "NULs": b"\x00\x01\x02\x03binary" * 20,
+    "empty": b"",
+}
+
+
+def upload_and_load(tmp_path: Path, name: str, data: bytes) -> tuple[SavedUpload | UploadRejected, Document | LoadError]:
+    try:
+        saved: SavedUpload | UploadRejected = save_upload(tmp_path / "docs", name, data, max_bytes=10**6)
+    except UploadRejected as err:
+        saved = err
+    try:
+        doc: Document | LoadError = parse(name, data)
+    except LoadError as err:
+        doc = err
+    return saved, doc
+
+
+def test_the_supported_suffixes_are_the_formats_table():
+    assert set(GOOD) == set(FORMATS)
+    assert SUPPORTED_SUFFIXES == {s for f in FORMATS.values() for s in f.suffixes}
+    assert all(SUFFIX_KINDS[s] == kind for kind, f in FORMATS.items() for s in f.suffixes)
+
+
+@pytest.mark.parametrize("suffix", sorted(SUPPORTED_SUFFIXES))
+def test_upload_and_loader_read_a_good_file_of_every_suffix_as_the_same_kind(tmp_path, suffix):
+    kind = SUFFIX_KINDS[suffix]
+    data = GOOD[kind]()
+    saved, doc = upload_and_load(tmp_path, "doc" + suffix, data)
+    assert isinstance(saved, SavedUpload) and isinstance(doc, Document)
+    assert saved.kind == doc.kind == sniff_kind(data, "doc" + suffix) == kind
+
+
+@pytest.mark.parametrize("suffix", sorted(SUPPORTED_SUFFIXES))
+@pytest.mark.parametrize("content", sorted(set(GOOD) | set(DISGUISED)))
+def test_what_the_upload_accepts_the_loader_reads_as_the_same_kind(tmp_path, suffix, content):
+    """Every supported suffix × every content: an accepted upload is read by the ingest as the kind
+    the upload recorded; content the loader refuses is refused at the upload too."""
+    data = GOOD[content]() if content in GOOD else DISGUISED[content]
+    saved, doc = upload_and_load(tmp_path, "doc" + suffix, data)
+    if isinstance(saved, SavedUpload):
+        assert isinstance(doc, Document), doc
+        assert doc.kind == saved.kind
+    if isinstance(doc, LoadError):
+        assert isinstance(saved, UploadRejected)
+
+
+@pytest.mark.parametrize("suffix", sorted(SUPPORTED_SUFFIXES))
+@pytest.mark.parametrize("content", sorted(DISGUISED))
+def test_disguised_content_is_refused_by_both_naming_what_it_looks_like(tmp_path, suffix, content):
+    data = DISGUISED[content]
+    saved, doc = upload_and_load(tmp_path, "doc" + suffix, data)
+    assert isinstance(saved, UploadRejected) and isinstance(doc, LoadError)
+    looks = sniff_type(data)
+    if looks not in ("binary data", "an empty file"):
+        assert looks in saved.reason and looks in doc.reason
+
+
+@pytest.mark.parametrize("name, content", [("page.pdf", "html"), ("page.pdf", "md"), ("page.pdf", "txt")])
+def test_text_named_pdf_is_refused_by_both(tmp_path, name, content):
+    saved, doc = upload_and_load(tmp_path, name, GOOD[content]())
+    assert isinstance(saved, UploadRejected) and isinstance(doc, LoadError)
+    assert "rename" in saved.fix and doc.reason.startswith("not a PDF")
 
 
 def test_save_upload_strips_path_traversal(tmp_path):
@@ -225,8 +303,8 @@ def test_queries_keep_working_while_an_upload_is_ingested(tmp_path):
 
     from rag.config import load_config
     from rag.pipeline import Pipeline
-    from tests.conftest import write_docs
     from rag.testing import FakeEmbedder
+    from tests.conftest import write_docs
 
     cfg = load_config(env={}, overrides={"index_dir": str(tmp_path / "index"), "embed_model": "fake-embedder",
                                          "rerank": False, "chunk_tokens": 40, "chunk_overlap_tokens": 0})

@@ -3,7 +3,7 @@
     python -m rag.ingest <folder> [--index DIR] [--rebuild] [--json]
 
 Per file: read → content hash → unchanged files are neither parsed nor embedded again; new and
-changed files are parsed (rag.ingest.load), chunked (rag.ingest.chunk), tokenized (rag.index.tokenize) and embedded
+changed files are parsed (rag.ingest.parse), chunked (rag.ingest.chunk), tokenized (rag.index.tokenize) and embedded
 (rag.models.embed); files gone from the folder drop out. The result is written as a new generation and
 switched to atomically (rag.index.store), under an exclusive lock. Embeddings are also kept in a
 crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
@@ -270,7 +270,8 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
            progress: Progress | None = None) -> IngestReport:
     """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
     could be read, IndexLockedError when another ingest holds the lock."""
-    from rag.ingest.load import discover, parse, read_bytes
+    from rag.ingest.discover import discover, read_bytes
+    from rag.ingest.parse import parse
 
     t0 = time.perf_counter()
     folder = Path(folder)

@@ -1,0 +1,108 @@
+"""Parse: bytes → `Document`, by the file's kind; the one table of what the ingest reads.
+
+    doc = parse("guide/intro.md", data)        # a Document with pages, title and kind 'md'
+
+`FORMATS` maps each kind to its suffixes and its parser (`rag.ingest.pdf`, `rag.ingest.html`,
+`rag.ingest.decode` for Markdown and plain text); discovery, the loader and the upload check all
+read it, so a new format (an `office` module…) is one row here. `parse` picks the parser by the
+name's suffix, as the ingest always has; `content_kind` is what the bytes say they are, which the
+upload check holds the suffix to.
+
+Every bad input raises `LoadError(source, reason, fix)`; the ingest reports it and goes on.
+Deliberately skipped: Office/EPUB formats, and parsing by content when the suffix disagrees (a
+parser refuses what is plainly not its format, e.g. a PNG named .pdf).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import PurePosixPath
+from typing import Literal
+
+from rag.errors import LoadError
+from rag.ingest.decode import decode_text, parse_text, sniff_type
+from rag.ingest.html import parse_html
+from rag.ingest.pdf import parse_pdf
+from rag.records import Document
+
+Kind = Literal["pdf", "html", "md", "txt"]  # Document.kind
+
+
+@dataclass(frozen=True)
+class Format:
+    suffixes: tuple[str, ...]  # lower case, with the dot; the first is the one to rename to
+    parse: Callable[[str, bytes], Document]
+    text: bool  # read as text, so text content with this suffix is this kind
+
+
+FORMATS: dict[Kind, Format] = {
+    "pdf": Format((".pdf",), parse_pdf, text=False),
+    "html": Format((".html", ".htm"), parse_html, text=True),
+    "md": Format((".md", ".markdown"), partial(parse_text, kind="md"), text=True),
+    "txt": Format((".txt",), partial(parse_text, kind="txt"), text=True),
+}
+SUFFIX_KINDS: dict[str, Kind] = {s: kind for kind, f in FORMATS.items() for s in f.suffixes}
+SUPPORTED_SUFFIXES = frozenset(SUFFIX_KINDS)
+
+
+def suffix_kind(name: str) -> Kind | None:
+    """The kind a file name's suffix stands for, any case: 'a.HTM' → 'html'; None if unsupported."""
+    return SUFFIX_KINDS.get(PurePosixPath(name).suffix.lower())
+
+
+def parse(source: str, data: bytes) -> Document:
+    """Bytes → Document by suffix of `source`. Raises LoadError with reason and fix for every bad input."""
+    kind = suffix_kind(source)
+    if kind is None:
+        suffix = PurePosixPath(source).suffix.lower()
+        raise LoadError(source, f"unsupported file type ({suffix or 'no suffix'})",
+                        "convert it to PDF, Markdown, plain text or HTML")
+    if not data:
+        raise LoadError(source, "empty file", "remove the file or add content to it")
+    return FORMATS[kind].parse(source, data)
+
+
+# --- what the content is ----------------------------------------------------------------------------
+
+_HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]",
+                         re.IGNORECASE | re.DOTALL)
+
+
+def content_kind(data: bytes, name: str) -> tuple[Kind | None, str]:
+    """(kind, '') from the bytes, or (None, why they are no document the loader reads).
+
+    PDF by its `%PDF` magic, HTML by its opening tags; other text (any encoding `decode_text`
+    accepts) is the kind of a text suffix in `name`, Markdown, HTML or text, else 'txt'.
+    Archives, images and other binaries are refused whatever the name says.
+    """
+    if not data:
+        return None, "empty file"
+    looks = sniff_type(data)
+    if looks == "PDF":
+        return "pdf", ""
+    if looks not in ("plain text", "HTML", "XML", "binary data"):
+        return None, f"the content is a {looks}, not a document"
+    try:
+        decode_text(name, data)  # BOMs, UTF-16, legacy encodings: what the loader accepts
+    except LoadError as err:
+        return None, err.reason
+    if looks == "HTML" or _HTML_START.match(data[:4096]):
+        return "html", ""
+    kind = suffix_kind(name)
+    return (kind if kind is not None and FORMATS[kind].text else "txt"), ""
+
+
+def sniff_kind(data: bytes, name: str) -> Kind | None:
+    """'pdf', 'html', 'md' or 'txt' from the content (the name only tells the text kinds apart),
+    or None for anything else.
+
+    >>> sniff_kind(b"%PDF-1.7 ...", "a.pdf"), sniff_kind(b"<!DOCTYPE html><p>hi", "a.html")
+    ('pdf', 'html')
+    >>> sniff_kind(b"# Title", "a.md"), sniff_kind(b"hello", "a.txt"), sniff_kind(b"\\x89PNG\\r\\n", "a.pdf")
+    ('md', 'txt', None)
+
+    The content decides: a PDF named .txt is 'pdf' and a PNG named .pdf is None.
+    """
+    return content_kind(data, name)[0]

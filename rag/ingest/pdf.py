@@ -1,0 +1,297 @@
+"""PDF: bytes → a paginated `Document`, page by page with pypdf, cleaned and checked for garbage.
+
+- `parse_pdf(source, data)` keeps one `Page` per page with text (numbers stay the real ones),
+  drops a minority of unreadable pages and fails the file when they are half or more;
+- `clean_pdf_text` undoes what extraction leaves: hyphenated line breaks, ligatures, Kangxi
+  radicals, trailing spaces, and the layout's line wraps inside Chinese text;
+- `looks_like_garbage` / `garbage_measures` tell mojibake from a broken font encoding from language.
+
+Every bad input raises `LoadError(source, reason, fix)`: encrypted, corrupt, scanned (no text
+layer), unreadable. Deliberately skipped: OCR (scanned PDFs are reported, not read; an `ocr`
+module would go beside this one), layout analysis (multi-column reading order is whatever pypdf
+gives; tables stay lines of text), and images, annotations and forms.
+"""
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from functools import lru_cache
+from itertools import pairwise
+
+from rag.errors import LoadError
+from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
+from rag.records import Document, Page
+
+_GARBAGE_SAMPLE_CHARS = 50_000  # a page is a few thousand characters; this bounds a pathological one
+
+FIX_RE_EXPORT = "re-export or re-download the file"
+FIX_OCR = "run OCR first, e.g. ocrmypdf in.pdf out.pdf"
+FIX_GARBAGE = "run OCR (ocrmypdf --force-ocr) or re-export the PDF"
+FIX_DECRYPT = "decrypt it, e.g. qpdf --decrypt in.pdf out.pdf, and ingest again"
+
+
+# ---------------------------------------------------------------------------------- text cleanup
+
+
+@lru_cache(maxsize=1)
+def _pdf_char_table() -> dict[int, str]:
+    """Ligatures (ﬁ → fi) and Kangxi/CJK radicals (⽤ → 用) that PDF fonts emit for plain characters."""
+    table = {c: unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB00, 0xFB07)}
+    for c in (*range(0x2E80, 0x2EF4), *range(0x2F00, 0x2FD6)):
+        folded = unicodedata.normalize("NFKC", chr(c))
+        if folded != chr(c):
+            table[c] = folded
+    return table
+
+
+_LATIN_HYPHEN_BREAK = re.compile(
+    r"(?<=[A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F])[-\u00AD][ \t]*\n[ \t]*"
+    r"(?=[a-z\u00DF-\u00F6\u00F8-\u00FF\u0100-\u024F])")
+_TRAILING_SPACE = re.compile(r"(?<![ \t])[ \t]+\n")  # lookbehind: start only at a run's first space
+_BLANK_RUN = re.compile(r"\n{3,}")
+
+
+def clean_pdf_text(text: str) -> str:
+    """Normalize extracted PDF text: 'exam-\\nple' → 'example' (Latin only), ﬁ → fi, no trailing
+    spaces, at most one blank line in a row. Line breaks are kept.
+
+    >>> clean_pdf_text('an exam-\\nple  \\n\\n\\n\\nof ﬁne text')
+    'an example\\n\\nof fine text'
+    """
+    text = normalize_text(text).translate(_pdf_char_table())
+    text = _TRAILING_SPACE.sub("\n", text + "\n")
+    text = _LATIN_HYPHEN_BREAK.sub("", text)
+    text = _join_cjk_wraps(text)
+    return _BLANK_RUN.sub("\n\n", text).strip()
+
+
+_CJK_WRAP = re.compile(r"(?<=[\u3400-\u9fff\uff0c\u3001])\n(?=[\u3400-\u9fff])")
+
+
+def _join_cjk_wraps(text: str) -> str:
+    r"""Undo the layout's line wraps inside Chinese text ("快\n速" → "快速"): a wrapped line runs to
+    (nearly) the full width of the page, a heading or the end of a paragraph does not.
+
+    >>> _join_cjk_wraps("标题\n" + "长" * 30 + "\n续行。\n" + "短行") == "标题\n" + "长" * 30 + "续行。\n短行"
+    True
+    """
+    if "\n" not in text or not _CJK_WRAP.search(text):
+        return text
+    lines = text.split("\n")
+    full = max(len(line) for line in lines)
+    out = [lines[0]]
+    for line in lines[1:]:
+        prev = out[-1]
+        if (prev and line and len(prev) >= 0.8 * full and "\u3400" <= line[0] <= "\u9fff"
+                and ("\u3400" <= prev[-1] <= "\u9fff" or prev[-1] in "，、")):
+            out[-1] = prev + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------- garbage detection
+
+_LATIN1_SYMBOLS = frozenset("¡¢£¤¥¦§¨©ª«¬®¯°±²³´µ¶·¸¹º»¼½¾¿×÷")
+_RARE_ASCII = frozenset("!\"#$&;?@\\`~")  # glyph-id junk is full of these; formulas use +=<>^|
+_WRAPPERS = "()[]{}\"'“”‘’«».,;:!?¿¡…"
+_VOWELS = frozenset("aeiouy")
+_BAD_CATEGORIES = frozenset({"Co", "Cn", "Cs", "Cc"})
+
+
+def _script(ch: str) -> str:
+    """Coarse script of a cased letter: the ones mojibake mixes inside one word."""
+    o = ord(ch)
+    if o < 0x250 or 0x1E00 <= o < 0x1F00:
+        return "latin"
+    if 0x370 <= o < 0x400 or 0x1F00 <= o < 0x2000:
+        return "greek"
+    if 0x400 <= o < 0x530:
+        return "cyrillic"
+    return "other"
+
+
+def _odd_word(word: str) -> bool:
+    """A letters-only word that no language writes: scripts mixed, or case flipping inside
+    ('ÒòÍâ'). One lower→upper step is allowed per word part: iPhone, McDonald, TableFormer."""
+    if len({_script(c) for c in word if c.isalpha()}) > 1:
+        return True
+    for part in re.split(r"[-'’]", word):
+        steps = sum(1 for a, b in pairwise(part) if a.islower() and b.isupper())
+        if steps > 1:
+            return True
+    return False
+
+
+def _vowel_letters(word: str) -> int:
+    return sum(1 for c in word.lower() if unicodedata.normalize("NFD", c)[0] in _VOWELS)
+
+
+def garbage_measures(text: str) -> dict[str, float]:
+    """The shares `looks_like_garbage` judges by, over the non-space characters of (at most) the
+    first 50,000 characters. NaN means too little to measure (NaN fails every comparison)."""
+    nan = float("nan")
+    sample = text[:_GARBAGE_SAMPLE_CHARS]
+    chars = [c for c in sample if not c.isspace()]
+    n = len(chars)
+    m = {"chars": float(n), "unusable": 0.0, "latin1_signs": 0.0, "symbols": 0.0, "rare_signs": 0.0,
+         "latin1_letters": nan, "words": nan, "odd_words": nan, "vowels": nan, "junk_tokens": nan}
+    if n == 0:
+        return m
+    categories = [unicodedata.category(c) for c in chars]
+    m["unusable"] = sum(1 for c, cat in zip(chars, categories)
+                        if c == "\ufffd" or cat in _BAD_CATEGORIES) / n
+    m["latin1_signs"] = sum(1 for c in chars if c in _LATIN1_SYMBOLS) / n
+    m["symbols"] = sum(1 for c, cat in zip(chars, categories) if cat[0] == "S" and c != "\ufffd") / n
+    m["rare_signs"] = sum(1 for c in chars if c in _RARE_ASCII) / n
+    latin = [c for c in chars if c.isalpha() and _script(c) == "latin"]
+    if len(latin) >= 20:
+        m["latin1_letters"] = sum(1 for c in latin if "\u00c0" <= c <= "\u00ff") / len(latin)
+
+    tokens = words = cased_words = odd = ascii_tokens = junk = latin_letters = vowels = 0
+    for token in sample.split():
+        core = token.strip(_WRAPPERS)
+        if len(core) < 2:
+            continue
+        tokens += 1
+        if core.isascii():
+            ascii_tokens += 1
+            junk += any(c in _RARE_ASCII for c in core)
+        letters = core.replace("-", "").replace("'", "").replace("’", "")
+        if not letters.isalpha():
+            continue  # numbers, codes, formulas
+        words += 1
+        if not any(c.isupper() or c.islower() for c in letters):
+            continue  # CJK and other uncased scripts: no case or vowels to judge
+        cased_words += 1
+        odd += _odd_word(core)
+        # acronyms (NDCG, HTML) are short; shifted codes can turn whole words upper case
+        if len(letters) >= (5 if letters.isupper() else 3) and all(_script(c) == "latin" for c in letters):
+            latin_letters += len(letters)
+            vowels += _vowel_letters(letters)
+    if tokens:
+        m["words"] = words / tokens
+    if cased_words >= 8:
+        m["odd_words"] = odd / cased_words
+    if latin_letters >= 200:
+        m["vowels"] = vowels / latin_letters
+    if ascii_tokens >= 10:
+        m["junk_tokens"] = junk / ascii_tokens
+    return m
+
+
+def looks_like_garbage(text: str) -> bool:
+    """True when text is mojibake (a broken font encoding), not language.
+
+    Garbage when, among the non-space characters (see `garbage_measures`):
+    1. unusable characters (private use, unassigned, surrogate, control, U+FFFD) > 10%;
+    2. Latin-1 signs (¡¢£…×÷) > 5%: CJK bytes read as Latin-1 ('ÍâÏÔ×Ó ºÍÎ¢');
+    3. accented Latin-1 letters > 30% of Latin letters: Cyrillic/Greek bytes read as Latin-1;
+    4. symbols (math, arrows, dingbats) > 60%: codes mapped into a symbol block;
+    5. > 35% of letters-only words mix scripts or flip case inside ('ÒòÍâÏÔ');
+    6. vowels < 20% of the letters of Latin words: shifted codes ('Wkh txlfn', 'WKH');
+    7. signs that words never hold ('!"#$&;?@') in > 25% of ASCII tokens or > 8% of characters,
+       and < 30% of tokens are words: glyph ids read as ASCII ('2<0= >./?2/1'); the word test
+       keeps shell and C listings, which are as full of these signs.
+    Digits and the signs of formulas (+-=<>^|/) never count against a text, so tables and math
+    pass, and CJK has no cased letters for rules 3, 5 and 6 to judge. Below 40 characters only
+    rule 1 applies: a page number or a short caption says too little.
+    """
+    m = garbage_measures(text)
+    if m["unusable"] > 0.10:
+        return True
+    if m["chars"] < 40:
+        return False
+    glyph_ids = (m["junk_tokens"] > 0.25 or m["rare_signs"] > 0.08) and m["words"] < 0.30
+    return (m["latin1_signs"] > 0.05 or m["latin1_letters"] > 0.30 or m["symbols"] > 0.60
+            or m["odd_words"] > 0.35 or m["vowels"] < 0.20 or glyph_ids)
+
+
+# ------------------------------------------------------------------------------------------- PDF
+
+
+def _page_text(reader: object, index: int) -> tuple[str, Exception | None]:
+    """Raw text of one page; ('', error) when pypdf fails on it, so one bad page sinks nothing."""
+    try:
+        page = reader.pages[index]  # type: ignore[attr-defined]
+        if page.get("/Contents") is None:  # blank page: skip the extractor (thousands stay fast)
+            return "", None
+        return page.extract_text() or "", None
+    except Exception as err:  # noqa: BLE001 - pypdf raises many types on damaged content streams
+        return "", err
+
+
+def _short_error(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:120]
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def _pdf_title(reader: object, first_page: str) -> str:
+    """The metadata title when the first page shows it (templates leave junk like 'Slide 1'),
+    else the first line of text."""
+    try:
+        meta = reader.metadata  # type: ignore[attr-defined]
+        title = " ".join(str(meta.title).split()) if meta and meta.title else ""
+    except Exception:  # noqa: BLE001 - metadata is optional and often malformed
+        title = ""
+    if title and len(title) >= 3 and _squash(title) in _squash(first_page[:5000]):
+        return title[:TITLE_MAX_CHARS]
+    return first_line(first_page)
+
+
+def parse_pdf(source: str, data: bytes) -> Document:
+    """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones).
+
+    Garbage pages are dropped while they are a minority; when they are half or more, the file fails.
+    """
+    if b"%PDF" not in data[:1024]:
+        raise LoadError(source, f"not a PDF: content looks like {sniff_type(data)}", FIX_WRONG_TYPE)
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                unlocked = reader.decrypt("")
+            except DependencyError as err:
+                raise LoadError(source, "encrypted PDF (AES: needs the 'cryptography' package)",
+                                "pip install cryptography, or " + FIX_DECRYPT) from err
+            if not unlocked:
+                raise LoadError(source, "encrypted PDF (password required)", FIX_DECRYPT)
+        count = len(reader.pages)
+    except LoadError:
+        raise
+    except Exception as err:  # pypdf signals damage with many exception types
+        raise LoadError(source, f"corrupt or truncated PDF: {_short_error(err)}", FIX_RE_EXPORT) from err
+    if count == 0:
+        raise LoadError(source, "corrupt or truncated PDF: no pages", FIX_RE_EXPORT)
+
+    pages: list[Page] = []
+    with_text = garbage = 0
+    errors: list[Exception] = []
+    for index in range(count):
+        raw, error = _page_text(reader, index)
+        if error is not None:
+            errors.append(error)
+        text = clean_pdf_text(raw)
+        if not text:
+            continue
+        with_text += 1
+        if looks_like_garbage(raw):
+            garbage += 1
+            continue
+        pages.append(Page(number=index + 1, text=text))
+    if with_text == 0 and errors:
+        raise LoadError(source, f"corrupt or truncated PDF: {_short_error(errors[0])}", FIX_RE_EXPORT)
+    if with_text == 0:
+        raise LoadError(source, "no text layer (scanned images?)", FIX_OCR)
+    if garbage * 2 >= with_text:
+        raise LoadError(source, "text layer is unreadable (broken font encoding)", FIX_GARBAGE)
+    title = _pdf_title(reader, pages[0].text)
+    return Document(source=source, kind="pdf", pages=tuple(pages), title=title, paginated=True)
