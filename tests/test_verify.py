@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -272,7 +273,12 @@ def test_nli_verifier_with_tiny_local_model(tmp_path):
     BertForSequenceClassification(config).save_pretrained(tmp_path)
     BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=True).save_pretrained(tmp_path)
 
+    def hub_settings() -> dict[str, str]:  # torch itself sets KMP_* variables on import: not ours to check
+        return {k: v for k, v in os.environ.items() if k.startswith(("HF_", "TRANSFORMERS_"))}
+
+    before = hub_settings()
     v = load_verifier(f"nli:{tmp_path}")
+    assert hub_settings() == before  # local files are read as such; the process's HF_HUB_OFFLINE is not ours to set
     assert isinstance(v, NLIVerifier) and v.entail_index == 1 and v.name == f"nli:{tmp_path}"
     claim = "the tower is tall."
     s = v.support(claim, ["the tower is tall. it is in paris."])
