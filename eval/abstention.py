@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from eval.datasets import Question, load_squad
+from eval.metrics.calibration import choose_threshold, fit_logistic, refusal_curve
+from eval.metrics.retrieval import recall_at
 
 if TYPE_CHECKING:
     from rag.config import Config
@@ -64,40 +66,15 @@ def evidence_scores(questions: Sequence[Question], hits: Sequence[Sequence[Hit]]
 
 
 def recall_at_k(questions: Sequence[Question], hits: Sequence[Sequence[Hit]]) -> float:
-    """Share of the answerable questions whose gold paragraph is among their hits."""
-    found = [any(h.chunk.source == g.source for h in hs for g in q.gold)
+    """Mean recall of the answerable questions' gold paragraphs among their hits (all of them: top_k)."""
+    found = [recall_at([h.chunk.source for h in hs], {g.source: g.gain for g in q.gold}, len(hs))
              for q, hs in zip(questions, hits) if q.answerable]
     return float(np.mean(found)) if found else 0.0
-
-
-def curve(scores_unans: Sequence[float], scores_ans: Sequence[float],
-          thresholds: Sequence[float]) -> list[dict[str, float]]:
-    """Correct-refusal rate (unanswerable, score < t) and false-refusal rate (answerable) per t.
-
-    >>> curve([0.1, 0.5], [0.4, 0.9], [0.45])
-    [{'threshold': 0.45, 'correct_refusals': 0.5, 'false_refusals': 0.5}]
-    """
-    from rag.answer.abstain import should_abstain
-
-    return [{"threshold": t,
-             "correct_refusals": sum(should_abstain(s, t) for s in scores_unans) / max(len(scores_unans), 1),
-             "false_refusals": sum(should_abstain(s, t) for s in scores_ans) / max(len(scores_ans), 1)}
-            for t in thresholds]
-
-
-def choose_threshold(points: Sequence[dict[str, float]], *, max_false: float = MAX_FALSE_REFUSALS) -> dict[str, float]:
-    """The point with the most correct refusals among those with false refusals ≤ max_false
-    (the lowest threshold among equals); threshold 0.0 (never refuse) if none qualifies."""
-    ok = [p for p in points if p["false_refusals"] <= max_false]
-    if not ok:
-        return {"threshold": 0.0, "correct_refusals": 0.0, "false_refusals": 0.0}
-    return max(ok, key=lambda p: (p["correct_refusals"], -p["threshold"]))
 
 
 def fit(examples: Sequence[Question], hits: Sequence[Sequence[Hit]], *, limit: int = 1500) -> dict[str, list[float]]:
     """Sign-bounded logistic weights for rag.answer.abstain (answerable = 1), features of the best of
     the first HITS_CONSIDERED hits — the one with the highest window coverage."""
-    from eval.detector import fit_logistic
     from rag.answer.abstain import HITS_CONSIDERED, hit_features
 
     signs = (1, 1, 1, -1, -1, -1, 1)
@@ -157,10 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores = evidence_scores(report, hits)
     s_unans = [s for e, s in zip(report, scores) if not e.answerable]
     s_ans = [s for e, s in zip(report, scores) if e.answerable]
-    points = curve(s_unans, s_ans, [round(t, 2) for t in np.arange(0.01, 1.0, 0.01)])
-    chosen = choose_threshold(points)
+    points = refusal_curve(s_unans, s_ans, [round(t, 2) for t in np.arange(0.01, 1.0, 0.01)])
+    chosen = choose_threshold(points, max_false=MAX_FALSE_REFUSALS)
     shown = [p for p in points if round(p["threshold"] * 100) % 5 == 0]
-    at_product = curve(s_unans, s_ans, [cfg.abstain_threshold])[0]
+    at_product = refusal_curve(s_unans, s_ans, [cfg.abstain_threshold])[0]
     if args.json:
         print(json.dumps({"n_unanswerable": len(s_unans), "n_answerable": len(s_ans), f"recall_at_{cfg.top_k}": recall,
                           "curve": shown, "chosen": chosen, "at_abstain_threshold": at_product}))

@@ -14,7 +14,7 @@ How collections are made:
 - sizes up to --ingest-max (default 1,000) are real files (one short .md/.txt per chunk) ingested
   by `rag.ingest.ingest` with the real embedder; the second ingest of the unchanged folder is the
   no-op re-ingest time;
-- larger sizes are written directly with `rag.index.write_generation` from synthetic chunks and
+- larger sizes are written directly with `rag.index.store.write_generation` from synthetic chunks and
   clustered random unit vectors (no embedding model: the table says so); dense queries are
   perturbed stored vectors.
 Text is synthetic: Zipf-distributed words over ~30k words (the words of data/docs first, then
@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
+from rag.models.embed import resolve_model_path
 from rag.errors import MissingDependencyError
 from rag.models.embed_onnx import OnnxEmbedder, export_onnx
 
@@ -239,10 +238,7 @@ def _profiled(enabled: bool, label: str):
     return run()
 
 
-# --- ONNX Runtime embedder (proposed for rag/embed.py; see eval/profile_notes.md) ---------------------
-
-# A copy of the change proposed for rag/embed.py (eval/profile_notes.md), so the benchmark can
-# measure it before it lands; make_embedder prefers rag.models.embed's own ONNX path once that loads.
+# --- embedders ----------------------------------------------------------------------------------------
 
 
 class OpenVinoEmbedder(OnnxEmbedder):
@@ -265,8 +261,8 @@ class OpenVinoEmbedder(OnnxEmbedder):
 
 
 def make_embedder(backend: str, *, fake: bool = False):
-    """(embedder, where it came from). ONNX backends come from rag.models.embed when it has an ONNX
-    path that loads offline, else from the OnnxEmbedder above."""
+    """(embedder, where it came from): the product's `load_embedder` for the backend; when that
+    cannot load an ONNX backend offline, rag.models.embed_onnx.OnnxEmbedder directly."""
     if fake:
         from rag.testing import FakeEmbedder
 
@@ -604,7 +600,7 @@ def dense_recall(index_dir: Path, vectors: np.ndarray, query_vecs: np.ndarray) -
 
 
 def parse_throughput(folder: Path | None) -> dict:
-    """Pages per second parsing the PDFs of `folder` with rag.load.parse (None when absent)."""
+    """Pages per second parsing the PDFs of `folder` with rag.ingest.parse.parse (None when absent)."""
     if folder is None or not Path(folder).is_dir():
         return {"parse_pages_per_s": None, "parse_pdfs": 0}
     from rag.errors import LoadError
@@ -721,7 +717,7 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None) -> dict:
     generator (prefix cache on) with a plain Llama. Everything runs on one thread: the wrapper's cost
     does not depend on it, and on a shared 2-core machine llama.cpp's thread barriers made single
     calls vary 10x.
-    Time to first token: conversations shaped like Pipeline.stream's (rag.prompt.build_prompt with
+    Time to first token: conversations shaped like Pipeline.stream's (rag.answer.prompt.build_prompt with
     three sources; a query-rewrite call between the turns, whose other prompt replaces the context),
     alternated between a cache-on and a cache-off generator.
     """
@@ -765,30 +761,38 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None) -> dict:
         return statistics.median(ta), statistics.median(tb), statistics.median(ratios)
 
     threads = 1
-    gen = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, seed=0, temperature=0.0, chat_prefix_cache=False)
-    prompt = list(build_prompt("How does the index store vectors?", hits, count_tokens=gen.count_tokens,
-                               context_window=n_ctx, answer_tokens=max_tokens).messages)
-    a, b, r = paired(lambda: text(gen.stream(prompt, max_tokens=max_tokens, temperature=0.0)),
-                     lambda: text(direct_stream(gen.llm, prompt, max_tokens)))
-    out.update(gen_threads=threads, gen_pipeline_ms=round(a * 1000, 3), gen_direct_ms=round(b * 1000, 3),
-               gen_overhead_pct=round(100 * (r - 1), 2), gen_prompt_tokens=len(gen.llm.tokenize(
-                   str(prompt).encode())),
-               gen_same_text=text(gen.stream(prompt, max_tokens=max_tokens, temperature=0.0))
-               == text(direct_stream(gen.llm, prompt, max_tokens)))
-    del gen
-    cached = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, seed=0, temperature=0.0)  # prefix cache on
-    plain = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False)
-    counter = iter(range(10**9))
 
-    def fresh_prompt() -> list:  # a new question each call: what a cache can reuse is the shared prefix
-        return list(build_prompt(f"How does the index store vectors, case {next(counter)}?", hits,
-                                 count_tokens=cached.count_tokens, context_window=n_ctx,
-                                 answer_tokens=max_tokens).messages)
+    # Each measurement loads its models in a function of its own, so they are freed on return,
+    # before the next one loads.
+    def overhead() -> None:
+        gen = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, seed=0, temperature=0.0,
+                                chat_prefix_cache=False)
+        prompt = list(build_prompt("How does the index store vectors?", hits, count_tokens=gen.count_tokens,
+                                   context_window=n_ctx, answer_tokens=max_tokens).messages)
+        a, b, r = paired(lambda: text(gen.stream(prompt, max_tokens=max_tokens, temperature=0.0)),
+                         lambda: text(direct_stream(gen.llm, prompt, max_tokens)))
+        out.update(gen_threads=threads, gen_pipeline_ms=round(a * 1000, 3), gen_direct_ms=round(b * 1000, 3),
+                   gen_overhead_pct=round(100 * (r - 1), 2), gen_prompt_tokens=len(gen.llm.tokenize(
+                       str(prompt).encode())),
+                   gen_same_text=text(gen.stream(prompt, max_tokens=max_tokens, temperature=0.0))
+                   == text(direct_stream(gen.llm, prompt, max_tokens)))
 
-    a, b, r = paired(lambda: text(cached.stream(fresh_prompt(), max_tokens=max_tokens, temperature=0.0)),
-                     lambda: text(direct_stream(plain, fresh_prompt(), max_tokens)))
-    out["gen_overhead_cache_on_pct"] = round(100 * (r - 1), 2)
-    del cached, plain
+    def overhead_with_cache() -> None:
+        cached = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, seed=0, temperature=0.0)  # prefix cache on
+        plain = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, seed=0, verbose=False)
+        counter = iter(range(10**9))
+
+        def fresh_prompt() -> list:  # a new question each call: what a cache can reuse is the shared prefix
+            return list(build_prompt(f"How does the index store vectors, case {next(counter)}?", hits,
+                                     count_tokens=cached.count_tokens, context_window=n_ctx,
+                                     answer_tokens=max_tokens).messages)
+
+        a, b, r = paired(lambda: text(cached.stream(fresh_prompt(), max_tokens=max_tokens, temperature=0.0)),
+                         lambda: text(direct_stream(plain, fresh_prompt(), max_tokens)))
+        out["gen_overhead_cache_on_pct"] = round(100 * (r - 1), 2)
+
+    overhead()
+    overhead_with_cache()
 
     gens = {cache: LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, seed=0, temperature=0.0,
                                      chat_prefix_cache=cache)

@@ -13,7 +13,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,7 +30,9 @@ def load_questions(path: Path) -> list[str]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile. >>> percentile([1, 2, 3, 4], 0.5)
+    """Nearest-rank percentile.
+
+    >>> percentile([1, 2, 3, 4], 0.5)
     2
     """
     if not values:

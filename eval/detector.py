@@ -11,7 +11,7 @@ the product threshold, and the best threshold found on the data. With `--split h
 grouped by context (HaluEval's right and hallucinated answer share one), shuffled with a fixed
 seed, the threshold is chosen on the first half and everything is measured on the second.
 
-The metric functions are pure and take plain lists. Deliberately skipped: confidence intervals
+The metric functions (eval.metrics.calibration) are pure and take plain lists. Deliberately skipped: confidence intervals
 and per-source breakdowns.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from eval.datasets import DetectorExample, begin_label_counts, load_begin, load_detector, load_halueval_qa
+from eval.metrics.calibration import auroc, balanced_accuracy, best_threshold, fit_logistic, precision_recall_f1
 
 SEED = 0
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,83 +34,7 @@ ANCHORS = ("HHEM-2.1-open: balanced accuracy 76.6 on AggreFact (SOTA split); "
 
 
 # ---------------------------------------------------------------------------------------------
-# Metrics (positive class = 1 = hallucinated)
-
-def confusion(labels: Sequence[int], flagged: Sequence[bool]) -> tuple[int, int, int, int]:
-    """(tp, fp, tn, fn).
-
-    >>> confusion([1, 1, 0, 0], [True, False, True, False])
-    (1, 1, 1, 1)
-    """
-    tp = sum(1 for y, f in zip(labels, flagged) if y == 1 and f)
-    fp = sum(1 for y, f in zip(labels, flagged) if y == 0 and f)
-    tn = sum(1 for y, f in zip(labels, flagged) if y == 0 and not f)
-    fn = sum(1 for y, f in zip(labels, flagged) if y == 1 and not f)
-    return tp, fp, tn, fn
-
-
-def balanced_accuracy(labels: Sequence[int], flagged: Sequence[bool]) -> float:
-    """Mean of the recall on each class; 0.5 for a constant prediction.
-
-    >>> balanced_accuracy([1, 1, 1, 0], [True, True, False, False])
-    0.8333333333333333
-    """
-    tp, fp, tn, fn = confusion(labels, flagged)
-    tpr = tp / (tp + fn) if tp + fn else 0.0
-    tnr = tn / (tn + fp) if tn + fp else 0.0
-    return (tpr + tnr) / 2
-
-
-def precision_recall_f1(labels: Sequence[int], flagged: Sequence[bool]) -> tuple[float, float, float]:
-    """Precision, recall and F1 of the positive (hallucinated) class; 0.0 where undefined."""
-    tp, fp, _, fn = confusion(labels, flagged)
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return p, r, f1
-
-
-def auroc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Area under the ROC curve by the rank statistic: P(score of a positive > a negative),
-    ties counting one half. Higher score = more likely positive. 0.5 when a class is empty.
-
-    >>> auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-    0.75
-    >>> auroc([0, 1], [0.5, 0.5])
-    0.5
-    """
-    pairs = sorted(zip(scores, labels))
-    n_pos = sum(1 for y in labels if y == 1)
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return 0.5
-    rank_sum, i = 0.0, 0
-    while i < len(pairs):  # average ranks over runs of tied scores
-        j = i
-        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
-            j += 1
-        mid = (i + 1 + j) / 2
-        rank_sum += mid * sum(1 for k in range(i, j) if pairs[k][1] == 1)
-        i = j
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
-def best_threshold(labels: Sequence[int], supports: Sequence[float]) -> tuple[float, float]:
-    """The support threshold (flag when support < t) with the highest balanced accuracy, and that
-    accuracy. Candidates are midpoints between distinct support values; ties go to the lowest t.
-
-    >>> best_threshold([1, 1, 0, 0], [0.1, 0.25, 0.75, 0.9])
-    (0.5, 1.0)
-    """
-    values = sorted(set(supports))
-    cands = [values[0] - 1e-9] + [(a + b) / 2 for a, b in zip(values, values[1:])] + [values[-1] + 1e-9]
-    best_t, best_acc = cands[0], -1.0
-    for t in cands:
-        acc = balanced_accuracy(labels, [s < t for s in supports])
-        if acc > best_acc + 1e-12:
-            best_t, best_acc = t, acc
-    return best_t, best_acc
-
+# Figures (the metric functions are eval.metrics.calibration's; positive class = 1 = hallucinated)
 
 def metrics(labels: Sequence[int], supports: Sequence[float], threshold: float) -> dict[str, float]:
     """All the reported figures at one support threshold."""
@@ -190,35 +115,11 @@ def build_verifier(spec: str, *, use_embedder: bool):
 FEATURE_SIGNS = (1, 1, 1, -1, -1, -1, 1)
 
 
-def fit_logistic(x, y, *, signs: Sequence[int], sample_weight=None, l2: float = 1.0) -> list[float]:
-    """L2-regularised logistic regression with each weight bounded to its sign (0 allowed).
-
-    Returns weights then intercept. Plain L-BFGS-B on the log-loss: small enough to read, and
-    sklearn's solver cannot bound signs.
-    """
-    import numpy as np
-    from scipy.optimize import minimize
-
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-
-    def loss(wb):
-        w, b = wb[:-1], wb[-1]
-        z = x @ w + b
-        resid = sw * (1.0 / (1.0 + np.exp(-z)) - y)
-        value = np.sum(sw * (np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * w @ w
-        return value, np.append(x.T @ resid + l2 * w, resid.sum())
-
-    bounds = [(0.0, None) if s > 0 else (None, 0.0) for s in signs] + [(None, None)]
-    res = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
-    return [float(v) for v in res.x]
-
-
 def fit(data_dir: Path, *, use_embedder: bool = True) -> dict[str, list[float]]:
     """Weights for OfflineVerifier from the first halves of HaluEval QA and BEGIN (equal weight each).
 
     Prints held-out (second-half) figures per set. Returns {"lexical": [...], "embed": [...]}:
-    paste them into WEIGHTS_LEXICAL / WEIGHTS_EMBED in rag/verify.py.
+    paste them into WEIGHTS_LEXICAL / WEIGHTS_EMBED in rag/answer/verify/offline.py.
     """
     from rag.answer.verify import OfflineVerifier, score_features
 

@@ -23,7 +23,7 @@ verdicts, and the report says so.
 
 Abstention: the pipeline is run with its evidence threshold disabled, so every question gets an
 answer and an evidence score; the configured threshold is then applied with
-`rag.abstain.should_abstain` to the score the pipeline compares (as recorded, to 4 decimals). That
+`rag.answer.abstain.should_abstain` to the score the pipeline compares (as recorded, to 4 decimals). That
 reproduces the pipeline's decisions, draws the whole curve over thresholds from one run and scores
 a new threshold from the cache. The price: in generative mode the model also answers the
 questions the threshold refuses. Embeddings are memoised for the run (`MemoEmbedder`): the same
@@ -45,12 +45,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from eval import metrics as M
 from eval.datasets import Gold, Question, load_qa
 from eval.harness import hash_documents
-from eval.retrieval import ndcg_at, recall_at, reciprocal_rank
+from eval.metrics.calibration import Refuses
+from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
+from rag.answer.abstain import should_abstain
 from rag.config import Config, as_dict
 from rag.errors import RagError
 from rag.records import Document
@@ -339,7 +341,7 @@ class Scored:
 
 
 def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
-          judge: str, refuses: Callable[[float, float], bool] = M.below) -> Scored:
+          judge: str, refuses: Refuses = should_abstain) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
     for q, r in zip(questions, records):
@@ -395,7 +397,7 @@ def _round(x: float | None) -> float | None:
 
 def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[dict], *, cfg: Config,
                  judge: str, model: str | None, key: str, corpus: str, seconds: float,
-                 refuses: Callable[[float, float], bool] = M.below) -> dict:
+                 refuses: Refuses = should_abstain) -> dict:
     sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses)
     metrics, n, ci = {}, {}, {}
     for m in HEADLINE:
@@ -558,13 +560,6 @@ def index_corpus_sha256(index: Path) -> str:
     return h.hexdigest()
 
 
-def _refusal_rule() -> Callable[[float, float], bool]:
-    """The pipeline's own rule (rag.answer.abstain.should_abstain), applied to the recorded scores."""
-    from rag.answer.abstain import should_abstain
-
-    return lambda score_, threshold: bool(should_abstain(score_, threshold))
-
-
 def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", model: str | None = None,
              index: Path | None = None, embedder=None, progress: bool = True) -> dict:
     """Run (or resume) the set, write report.json, report.md and the plots into `out`; the report."""
@@ -593,7 +588,7 @@ def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", mod
             cache.put(q.id, answer_question(pipe, q, judge=judge))
     records = [cache.get(q.id) for q in es.questions]
     report = build_report(es, es.questions, records, cfg=cfg, judge=judge, model=model, key=key, corpus=corpus,
-                          seconds=time.perf_counter() - t0, refuses=_refusal_rule())
+                          seconds=time.perf_counter() - t0)
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     write_report(report, out)
     return report

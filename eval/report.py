@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from eval.metrics import LOWER_IS_BETTER, bootstrap_ci
+from eval.metrics.calibration import bootstrap_ci
+from eval.metrics.compare import LOWER_IS_BETTER
 
 GROUP_COLORS = {"retrieval": "#4C72B0", "answers": "#55A868", "faithfulness": "#C44E52",
                 "citations": "#8172B2", "abstention": "#CCB974"}

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from eval.datasets import FORMATS, QASet, guess_format, load_qa
+from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 from rag.errors import RagError
 
-MODES = ("bm25", "dense", "hybrid")
+if TYPE_CHECKING:
+    from rag.answer.retrieve import SearchMode
+    from rag.config import Config
+    from rag.models.embed import Embedder
+    from rag.records import Hit
+
+MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
 
 
 def retrieval_queries(qs: QASet) -> list[tuple[str, dict[str, float]]]:
@@ -34,42 +40,7 @@ def retrieval_queries(qs: QASet) -> list[tuple[str, dict[str, float]]]:
     return out
 
 
-# --- metrics (pure) ----------------------------------------------------------------------------------
-
-
-def recall_at(ranked: Sequence[str], gains: dict[str, float], k: int) -> float:
-    """Share of relevant documents in the top k (= hit rate when there is one gold document).
-
-    >>> recall_at(["a", "b", "c"], {"b": 1, "z": 1}, 2)
-    0.5
-    """
-    relevant = {d for d, g in gains.items() if g > 0}
-    return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
-
-
-def reciprocal_rank(ranked: Sequence[str], gains: dict[str, float]) -> float:
-    """>>> reciprocal_rank(["a", "b"], {"b": 1})
-    0.5
-    """
-    for i, d in enumerate(ranked, start=1):
-        if gains.get(d, 0) > 0:
-            return 1.0 / i
-    return 0.0
-
-
-def ndcg_at(ranked: Sequence[str], gains: dict[str, float], k: int = 10) -> float:
-    """nDCG with linear gains and log2 discounts.
-
-    >>> round(ndcg_at(["x", "a"], {"a": 1.0}, 10), 4)
-    0.6309
-    """
-    dcg = sum(gains.get(d, 0.0) / math.log2(i + 1) for i, d in enumerate(ranked[:k], start=1))
-    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(i + 1) for i, g in enumerate(ideal, start=1))
-    return dcg / idcg if idcg else 0.0
-
-
-def dedupe_sources(hits) -> list[str]:
+def dedupe_sources(hits: Iterable[Hit]) -> list[str]:
     seen: dict[str, None] = {}
     for h in hits:
         seen.setdefault(h.chunk.source, None)
@@ -93,7 +64,8 @@ class Scores:
         return {k: round(v / self.n, 4) if self.n else 0.0 for k, v in self.sums.items()}
 
 
-def evaluate(qs: QASet, cfg, embedder, *, ks: Sequence[int] = (1, 5, 20), modes: Sequence[str] = MODES,
+def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = (1, 5, 20),
+             modes: Sequence[SearchMode] = MODES,
              limit: int | None = None, progress: bool = True) -> dict:
     """Build an index over qs.docs and score every query (the first `limit`) under each retrieval mode.
 
@@ -126,7 +98,7 @@ def evaluate(qs: QASet, cfg, embedder, *, ks: Sequence[int] = (1, 5, 20), modes:
             **{m: scores[m].means() for m in modes}}
 
 
-def format_table(result: dict, modes: Sequence[str] = MODES) -> str:
+def format_table(result: dict, modes: Sequence[SearchMode] = MODES) -> str:
     keys = list(result[modes[0]].keys())
     lines = [f"{'metric':<12}" + "".join(f"{m:>10}" for m in modes)]
     for k in keys:

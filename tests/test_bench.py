@@ -1,12 +1,18 @@
 """eval.bench: the benchmark's pure helpers and the shape of its --json output (never its timings)."""
 from __future__ import annotations
 
+import doctest
 import json
 
 import numpy as np
 import pytest
 
 from eval import bench
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(bench)
+    assert result.failed == 0 and result.attempted > 0
 
 
 def test_synthetic_texts_draw_zipf_words_in_the_asked_length_range():

@@ -9,7 +9,7 @@ import pytest
 
 import eval.datasets
 from eval import abstention
-from eval.datasets import (Gold, Question, QASet, guess_format, is_passages_jsonl, load_cranfield, load_passages_jsonl,
+from eval.datasets import (Gold, QASet, guess_format, is_passages_jsonl, load_cranfield, load_passages_jsonl,
                            load_qa, load_questions_jsonl, load_squad, paragraph_source)
 from eval.harness import index_documents, temporary_pipeline
 from eval.retrieval import evaluate, retrieval_queries

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.abstention import choose_threshold, curve, sample
+from eval.abstention import sample
 from eval.datasets import (
     BEGIN_LABELS,
     DetectorExample,
@@ -17,17 +17,16 @@ from eval.datasets import (
     load_detector_jsonl,
     load_halueval_qa,
 )
-from eval.detector import (
+from eval.detector import evaluate, main, metrics, split_half
+from eval.metrics.calibration import (
     auroc,
     balanced_accuracy,
     best_threshold,
+    choose_threshold,
     confusion,
-    evaluate,
     fit_logistic,
-    main,
-    metrics,
     precision_recall_f1,
-    split_half,
+    refusal_curve,
 )
 from rag.errors import RagError
 
@@ -169,11 +168,14 @@ def test_detector_cli_json(tmp_path, monkeypatch, capsys):
 # --- abstention harness ---------------------------------------------------------------------------
 
 def test_abstention_curve_and_choice():
-    pts = curve([0.1, 0.2, 0.6, 0.9], [0.3, 0.7, 0.8, 0.9, 0.95], [0.25, 0.5, 0.75])
+    pts = refusal_curve([0.1, 0.2, 0.6, 0.9], [0.3, 0.7, 0.8, 0.9, 0.95], [0.25, 0.5, 0.75])
     assert [(p["correct_refusals"], p["false_refusals"]) for p in pts] == [(0.5, 0.0), (0.5, 0.2), (0.75, 0.4)]
     assert choose_threshold(pts, max_false=0.15)["threshold"] == 0.25  # equal refusals: the lower threshold
     assert choose_threshold(pts, max_false=0.5)["threshold"] == 0.75
-    assert choose_threshold([{"threshold": 0.5, "correct_refusals": 1.0, "false_refusals": 0.9}])["threshold"] == 0.0
+    assert choose_threshold([{"threshold": 0.5, "correct_refusals": 1.0, "false_refusals": 0.9}],
+                            max_false=0.15)["threshold"] == 0.0
+    # a score equal to the threshold is answered, as rag.answer.abstain.should_abstain decides
+    assert refusal_curve([0.5], [0.5], [0.5]) == [{"threshold": 0.5, "correct_refusals": 0.0, "false_refusals": 0.0}]
 
 
 def test_abstention_sample_is_disjoint_and_balanced():

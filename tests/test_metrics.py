@@ -1,19 +1,54 @@
-"""Answer, citation, abstention and bootstrap metrics against values worked out by hand."""
+"""Retrieval, answer, citation, abstention and bootstrap metrics against values worked out by hand."""
 from __future__ import annotations
 
 import doctest
+import math
 
 import pytest
 
 import eval.metrics
-from eval.metrics import (CurvePoint, abstention_curve, alce_citations, answer_recall, area_under_risk_coverage,
-                          bootstrap_ci, curve_band, exact_match, longest_common_substring, mixed_segmentation,
-                          normalize_answer, refusal_rates, regressions, share, thresholds_from, token_f1,
-                          weighted_share)
+from eval.metrics import answer, calibration, compare, retrieval
+from eval.metrics.answer import (alce_citations, answer_recall, exact_match, longest_common_substring,
+                                 mixed_segmentation, normalize_answer, share, token_f1, weighted_share)
+from eval.metrics.calibration import (CurvePoint, abstention_curve, area_under_risk_coverage, bootstrap_ci, curve_band,
+                                      refusal_rates, thresholds_from)
+from eval.metrics.compare import regressions
+from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(eval.metrics).failed == 0
+@pytest.mark.parametrize("module", [answer, calibration, compare, retrieval])
+def test_doctests(module) -> None:
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_the_package_re_exports_every_kind():
+    assert set(eval.metrics.__all__) <= set(dir(eval.metrics))
+    assert eval.metrics.token_f1 is token_f1 and eval.metrics.ndcg_at is ndcg_at
+    assert eval.metrics.bootstrap_ci is bootstrap_ci and eval.metrics.regressions is regressions
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+
+
+def test_recall_and_reciprocal_rank_by_hand():
+    ranked = ["d3", "d1", "d7", "d2"]
+    gains = {"d1": 1.0, "d2": 1.0, "d9": 0.0}  # a zero gain is not relevant
+    assert recall_at(ranked, gains, 1) == 0.0
+    assert recall_at(ranked, gains, 2) == 0.5
+    assert recall_at(ranked, gains, 10) == 1.0
+    assert recall_at(ranked, {}, 5) == 0.0
+    assert reciprocal_rank(ranked, gains) == 0.5
+    assert reciprocal_rank(ranked, {"zz": 1.0}) == 0.0
+
+
+def test_ndcg_with_graded_gains_by_hand():
+    # Cranfield-style grades: DCG = 3/log2(2) + 0 + 1/log2(4) = 3.5; ideal 3 + 2/log2(3) + 1/log2(4)
+    gains = {"a": 3.0, "b": 2.0, "c": 1.0}
+    assert ndcg_at(["a", "x", "c"], gains, 10) == pytest.approx(3.5 / (3 + 2 / math.log2(3) + 0.5))
+    assert ndcg_at(["a", "b", "c"], gains, 10) == pytest.approx(1.0)
+    assert ndcg_at(["x", "a"], gains, 1) == 0.0  # the cut-off drops the hit
+    assert ndcg_at(["a"], {}, 10) == 0.0
 
 
 # --- answers (SQuAD) ---------------------------------------------------------------------------
