@@ -151,7 +151,43 @@ def test_llm_judge_faithfulness_counts_claims():
     assert score(qs, recs, abstain_threshold=0.0, judge="llm").values["faithfulness"] == [0.75]
 
 
+class AlwaysSupports:
+    """A judge that backs every claim: what is left to decide is the pipeline's own number rule."""
+
+    name = "always"
+
+    def support(self, claim: str, evidence: list[str]) -> float:
+        return 1.0
+
+
+def test_citation_judge_applies_the_pipelines_support_rule():
+    rule = F.JudgeRule(AlwaysSupports(), threshold=0.5)
+    assert rule("The model needs 4.4 GB.", ["It needs about 4.4 GB of memory."])
+    assert not rule("The model needs 4.8 GB.", ["It needs about 4.4 GB of memory."])  # a wrong figure never passes
+    assert not rule("The model needs 4.4 GB.", [])
+    rule.known("recorded", ["e"], False)  # a verdict the pipeline reached is reused, not recomputed
+    assert not rule("recorded", ["e"])
+
+
 # --- end to end ------------------------------------------------------------------------------------
+
+
+def test_a_squad_file_is_indexed_from_its_paragraphs(make_cfg, tmp_path):
+    data = {"data": [{"title": "Memory", "paragraphs": [
+        {"context": "A 7B model in Q4_K_M needs about 4.4 GB of memory.",
+         "qas": [{"id": "m1", "question": "How much memory does a 7B model in Q4_K_M need?",
+                  "answers": [{"text": "4.4 GB", "answer_start": 35}]}]},
+        {"context": "The KV cache grows linearly with the context length.",
+         "qas": [{"id": "m2", "question": "Who won the 1998 world cup?", "is_impossible": True, "answers": []}]}]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    es = load_eval_set(path, "squad")
+    assert es.docs_dir is None and [d.source for d in es.docs] == ["000-000", "000-001"]
+    report = evaluate(es, make_cfg(), tmp_path / "out", embedder=FakeEmbedder(), progress=False)
+    assert report["dataset"]["questions"] == 2 and report["dataset"]["answerable"] == 1
+    assert report["metrics"]["recall@5"] == 1.0 and report["metrics"]["answer_recall"] == 1.0
+    assert (tmp_path / "out" / "index.corpus").exists()  # the index is kept for the next run
+
 
 
 def test_end_to_end_report_plots_and_resume(tiny_set, make_cfg, tmp_path, count_asks, monkeypatch):
