@@ -27,7 +27,7 @@ from rag import collection
 from rag.config import FUSIONS, Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
 from rag.ingest.parse import SUFFIX_KINDS
-from rag.records import Answer, Status
+from rag.records import Answer, Retraction, Status
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUFFIX_KINDS]  # the loader's table: what the ingest reads
 ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-1.5b"
@@ -165,7 +165,10 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
             for i, hit in enumerate(answer.sources[:3]):
                 source_card(hit, hit.label, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
-    if answer.mode == "extractive":
+    if answer.fallback:
+        st.caption(":material/format_quote: Extractive answer: the model's own answer was unusable "
+                   f"({render.md_escape(answer.fallback)}), so these are sentences quoted from the documents.")
+    elif answer.mode == "extractive":
         st.caption(":material/format_quote: Extractive answer: sentences quoted from the documents "
                    "(no language model loaded).")
     safe_html(render.answer_html(answer))
@@ -201,6 +204,9 @@ def ask(pipe, question: str, ctx: dict) -> None:
             for event in pipe.stream(question, history=history):
                 if isinstance(event, Answer):
                     answer = event
+                elif isinstance(event, Retraction):  # not an answer after all: never leave it on screen
+                    raw = ""
+                    slot.caption("Writing the answer again…")
                 else:
                     raw += event
                     slot.markdown(render.streaming_html(raw), unsafe_allow_html=True)

@@ -11,6 +11,7 @@ documents without a restart while queries in flight finish on the generation the
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -18,13 +19,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import Generator as PyGenerator
 
 from rag.config import Config
 from rag.errors import IndexStateError, MissingDependencyError, RagError
-from rag.records import Answer, Hit, Mode, Status
+from rag.records import Answer, Hit, Mode, Retraction, Status
 
 if TYPE_CHECKING:
     from rag.answer.generate import Generator
+    from rag.answer.prompt import Prompt
     from rag.answer.rerank import Reranker
     from rag.answer.retrieve import Retriever, SearchMode
     from rag.answer.verify import Verifier
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
-Event = "str | Answer"
+Event = "str | Retraction | Answer"
 
 
 class _Auto(enum.Enum):
@@ -227,8 +230,12 @@ class Pipeline:
         assert answer is not None
         return answer
 
-    def stream(self, question: str, *, history: Sequence[Message] = ()) -> Iterator["str | Answer"]:
-        """Yield answer text pieces as they are produced, then the final Answer."""
+    def stream(self, question: str, *, history: Sequence[Message] = ()) -> Iterator[str | Retraction | Answer]:
+        """Yield answer text pieces as they are produced, then the final Answer.
+
+        A `Retraction` in between says the text streamed so far was not an answer (the junk guard
+        caught it late, or the model looped): forget it; the final Answer is always what to show.
+        """
         from rag.answer.abstain import evidence_score, should_abstain
         from rag.answer.prompt import refusal_text
 
@@ -247,23 +254,36 @@ class Pipeline:
             yield self._answer(question, query, "refused", text, text, hits, timings)
             return
         t1 = time.perf_counter()
+        fallback = ""
         if generator is not None:
             from rag.answer.prompt import build_prompt
 
-            prompt = build_prompt(question, hits, history=history, count_tokens=generator.count_tokens,
-                                  context_window=generator.context_window, answer_tokens=self.cfg.max_answer_tokens)
+            def prompt_for(retry: bool) -> Prompt:
+                assert generator is not None
+                return build_prompt(question, hits, history=history, count_tokens=generator.count_tokens,
+                                    context_window=generator.context_window,
+                                    answer_tokens=self.cfg.max_answer_tokens, retry=retry)
+
+            prompt = prompt_for(False)
             if not prompt.sources:
                 text = refusal_text(question)
                 yield text
                 yield self._answer(question, query, "refused", text, text, hits, timings)
                 return
             sources = list(prompt.sources)
-            pieces: list[str] = []
-            for piece in generator.stream(list(prompt.messages), max_tokens=self.cfg.max_answer_tokens,
-                                          temperature=self.cfg.temperature):
-                pieces.append(piece)
-                yield piece
-            raw = "".join(pieces)
+            raw, junk = yield from self._write(generator, prompt, question)
+            if junk is not None:  # one more try with a firmer last line, then the extractive answer
+                log.info("the model's answer was unusable (%s); asking again", junk)
+                timings["first_try"] = round(time.perf_counter() - t1, 4)
+                raw, junk = yield from self._write(generator, prompt_for(True), question)
+            if junk is not None:
+                from rag.answer.extractive import extractive_answer
+
+                log.info("the model's second answer was unusable too (%s); answering extractively", junk)
+                fallback, mode, sources = junk, "extractive", list(hits)
+                raw = extractive_answer(query, sources, embed=self.embedder.embed)
+                if raw:
+                    yield raw
         else:
             from rag.answer.extractive import extractive_answer
 
@@ -272,25 +292,65 @@ class Pipeline:
             if raw:
                 yield raw
         timings["generate"] = round(time.perf_counter() - t1, 4)
-        yield self._finish(question, query, mode, raw, sources, hits, timings)
+        yield self._finish(question, query, mode, raw, sources, hits, timings, fallback=fallback)
 
-    def _finish(self, question: str, query: str, mode: str, raw: str, sources: list[Hit], hits: list[Hit],
-                timings: dict[str, float]) -> Answer:
+    def _write(self, generator: Generator, prompt: Prompt,
+               question: str) -> PyGenerator[str | Retraction, None, tuple[str, str | None]]:
+        """Stream the model's answer through the junk guard: yields what is safe to show, returns
+        (answer text, None) or ('', why it is junk). Generation stops as soon as junk is seen."""
+        from rag.answer.guard import StreamGuard
+
+        guard = StreamGuard(question=question, source_names=sorted({h.chunk.source for h in prompt.sources}))
+        pieces = generator.stream(list(prompt.messages), max_tokens=self.cfg.max_answer_tokens,
+                                  temperature=self.cfg.temperature)
+        with contextlib.closing(pieces):  # closing releases the model's lock when we stop early
+            for piece in pieces:
+                out = guard.feed(piece)
+                if out:
+                    yield out
+                if guard.done:
+                    break
+        junk = guard.finish()
+        if junk is not None:
+            if guard.shown:
+                yield Retraction(junk)
+            return "", junk
+        text = guard.answer
+        if guard.shown > len(text):  # a loop began inside text already shown: show the answer again
+            yield Retraction("repetition")
+            yield text
+        elif guard.pending:
+            yield guard.pending
+        return text, None
+
+    def _finish(self, question: str, query: str, mode: Mode, raw: str, sources: list[Hit], hits: list[Hit],
+                timings: dict[str, float], *, fallback: str = "") -> Answer:
+        from rag.answer.align import align_citations
         from rag.answer.cite import resolve, sentence_citations
         from rag.answer.prompt import is_refusal, refusal_text
         from rag.answer.verify import check_sentences
 
         if not raw.strip() or is_refusal(raw):
-            text = refusal_text(question) if not raw.strip() else raw.strip()
+            text = refusal_text(question)  # the model's own refusal, in the question's language
             return self._answer(question, query, "refused", text, raw, hits, timings)
         t0 = time.perf_counter()
-        text, citations, invalid = resolve(raw, sources)
-        checks = check_sentences(sentence_citations(text), [h.chunk.text for h in sources], self.verifier,
+        texts = [h.chunk.text for h in sources]
+        realigned = 0
+        aligned = raw
+        if mode == "generative":  # answer first, citations aligned after (extractive answers quote exactly)
+            aligned, realigned = align_citations(raw, texts, self.verifier, threshold=self.cfg.support_threshold)
+        invalid = resolve(raw, sources)[2]  # markers the model wrote that point to no source
+        text, citations, _ = resolve(aligned, sources)
+        checks = check_sentences(sentence_citations(text), texts, self.verifier,
                                  threshold=self.cfg.support_threshold)
         timings["verify"] = round(time.perf_counter() - t0, 4)
+        notices = tuple(self.notices)
+        if fallback:
+            notices += (f"the model's answer was unusable ({fallback}), twice; these are sentences quoted "
+                        "from the documents instead",)
         return Answer(question=question, query=query, mode=mode, text=text, raw_text=raw, citations=citations,
                       sentences=checks, sources=tuple(sources), invalid_markers=invalid,
-                      notices=tuple(self.notices), timings=timings)
+                      notices=notices, timings=timings, fallback=fallback, realigned=realigned)
 
     def _answer(self, question: str, query: str, mode: Mode, text: str, raw: str, hits: Sequence[Hit],
                 timings: dict[str, float]) -> Answer:
@@ -322,6 +382,7 @@ def answer_to_json(answer: Answer) -> dict:
     return {
         "question": answer.question, "query": answer.query, "mode": answer.mode, "answer": answer.text,
         "raw_text": answer.raw_text, "invalid_markers": answer.invalid_markers, "notices": list(answer.notices),
+        "fallback": answer.fallback, "realigned": answer.realigned,
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "pages": list(c.pages),
                        "quote": c.quote} for c in answer.citations],
         "sentences": [{"text": s.text, "cited": list(s.cited), "support": round(s.support, 4),

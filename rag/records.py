@@ -120,10 +120,22 @@ class Answer:
     invalid_markers: int = 0
     notices: tuple[str, ...] = ()  # e.g. 'reranker unavailable: answering without reranking'
     timings: dict[str, float] = field(default_factory=dict)
+    # Why the model's own answer was replaced (rag.answer.guard: 'markers', 'language'…): then the
+    # answer is extractive, labelled as such. '' when the model's answer was used, or no model ran.
+    fallback: str = ""
+    realigned: int = 0  # sentences whose markers citation alignment changed (rag.answer.align)
 
     @property
     def refused(self) -> bool:
         return self.mode == "refused"
+
+
+@dataclass(frozen=True)
+class Retraction:
+    """A stream event: forget the text streamed so far, it was not an answer (`reason`, as in
+    rag.answer.guard). The final Answer follows; consumers that only show it can ignore this."""
+
+    reason: str
 
 
 @dataclass(frozen=True)

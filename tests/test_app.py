@@ -338,7 +338,7 @@ def test_no_html_or_beacons_from_documents(env):
 def test_with_a_gguf_model_answers_are_generated_and_unsupported_sentences_flagged(env, monkeypatch):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gguf")
-    from tests.tiny_models import write_tiny_gguf
+    from rag.testing import write_tiny_gguf
 
     monkeypatch.setenv("RAG_LLM_MODEL", str(write_tiny_gguf(env / "tiny.gguf")))
     monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", "40")

@@ -58,7 +58,7 @@ def test_generated_markers_resolve_to_file_and_quote(collection):
     assert all(s.supported for s in ans.sentences), ans.sentences
     # The prompt numbered the sources and delimited them.
     user = gen.prompts[0][-1]["content"]
-    assert "[1]" in user and "quant.md" in user
+    assert '<source id="1">' in user and "quant.md" not in user  # numbered, no file header to echo
 
 
 def test_invalid_and_missing_markers_are_removed_or_flagged(collection):

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from rag.answer.cite import find_markers, resolve, split_sentences
-from rag.answer.prompt import (MESSAGE_OVERHEAD, REFUSAL_EN, REFUSAL_ZH, SYSTEM_PROMPT, answer_language,
+from rag.answer.prompt import (ANSWER_IN, MESSAGE_OVERHEAD, RETRY_NOTE, REFUSAL_EN, REFUSAL_ZH, SYSTEM_PROMPT, answer_language,
                         build_prompt, is_refusal, refusal_text, rewrite_followup, rewrite_messages,
                         source_block)
 from rag.records import Chunk, Hit
@@ -63,16 +63,36 @@ def test_document_instructions_stay_data_inside_delimiters() -> None:
 
 
 def test_system_prompt_names_the_rules_and_both_refusals() -> None:
-    for needle in ["only", "[1]", "[1][3]", "language", REFUSAL_EN, REFUSAL_ZH, "untrusted",
+    for needle in ["only", "[2]", "[1][3]", "language", REFUSAL_EN, REFUSAL_ZH, "untrusted",
                    "never invent"]:
         assert needle in SYSTEM_PROMPT
 
 
-def test_source_header_has_label_and_section() -> None:
+def test_passages_carry_no_file_header() -> None:
+    # Small models echoed "[1] guide.pdf p. 3" headers back as their whole answer: none is sent.
     hit = make_hit("Use -ngl 99.", "guide.pdf", (3,), heading_path=("Install", "GPU [2]"))
-    assert source_block(1, hit).splitlines()[0] == "[1] guide.pdf p. 3 (section: Install > GPU (2))"
-    unpaginated = make_hit("Text.", "notes.md", paginated=False)
-    assert source_block(2, unpaginated).splitlines()[0] == "[2] notes.md"
+    block = source_block(1, hit)
+    assert block == '<source id="1">\nUse -ngl 99.\n</source>'
+    assert "guide.pdf" not in block and "p. 3" not in block
+
+
+@pytest.mark.parametrize("question, last_line", [("What is GGUF?", ANSWER_IN["en"]),
+                                                 ("GGUF 是什么？", ANSWER_IN["zh"])])
+def test_the_last_line_asks_for_the_question_language(question: str, last_line: str) -> None:
+    prompt = build_prompt(question, [make_hit("GGUF is a format.", "a.md")], count_tokens=words,
+                          context_window=4096, answer_tokens=256)
+    assert prompt.messages[-1]["content"].splitlines()[-1] == last_line
+    retry = build_prompt(question, [make_hit("GGUF is a format.", "a.md")], count_tokens=words,
+                         context_window=4096, answer_tokens=256, retry=True)
+    assert retry.messages[-1]["content"].splitlines()[-1] == RETRY_NOTE[answer_language(question)]
+
+
+def test_a_worked_example_comes_before_the_question() -> None:
+    prompt = build_prompt("What is GGUF?", [make_hit("GGUF is a format.", "a.md")], count_tokens=words,
+                          context_window=4096, answer_tokens=256)
+    roles = [m["role"] for m in prompt.messages]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert find_markers(prompt.messages[2]["content"])  # the example answer shows a marker after a sentence
 
 
 # --- packing ------------------------------------------------------------------------------------
@@ -157,7 +177,7 @@ def test_history_keeps_recent_turns_within_a_quarter() -> None:
     window, answer = 1000, 100
     prompt = build_prompt("Next?", [], history=history, count_tokens=words, context_window=window,
                           answer_tokens=answer)
-    kept = prompt.messages[1:-1]
+    kept = prompt.messages[3:-1]  # after the rules and the worked example
     assert kept and kept[0]["role"] == "user"
     assert kept[-1]["content"].startswith("answer 9")  # the most recent turn is there
     assert "question 0" not in " ".join(m["content"] for m in kept)  # the oldest is not

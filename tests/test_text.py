@@ -199,8 +199,9 @@ def test_sentence_checks_slice_the_answer_text(tmp_path, make_cfg, reply: str) -
     cfg = make_cfg(abstain_threshold=0.0)
     emb = FakeEmbedder()
     ingest(write_docs(tmp_path / "docs", DOCS), cfg, embedder=emb)
-    answer = Pipeline(cfg, embedder=emb, generator=FakeGenerator(reply), reranker=None).ask(
-        "How much memory does a 7B model in Q4_K_M need?")
+    question = ("7B 模型在 Q4_K_M 下需要多少内存？" if has_cjk(reply)  # the junk guard wants the question's language
+                else "How much memory does a 7B model in Q4_K_M need?")
+    answer = Pipeline(cfg, embedder=emb, generator=FakeGenerator(reply), reranker=None).ask(question)
     assert answer.mode == "generative" and len(answer.sentences) >= 2
     ends = [0]
     for check in answer.sentences:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rag.records import Answer
+from rag.records import Answer, Retraction
 
 
 def format_sources(answer: Answer) -> str:
@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for event in pipe.stream(args.question, history=history):
             if isinstance(event, Answer):
                 answer = event
+            elif isinstance(event, Retraction):
+                print(f"\n[discarded: not an answer ({event.reason}); trying again]", flush=True)
             else:
                 print(event, end="", flush=True)
         print()
@@ -80,7 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert answer is not None
     if answer.query != answer.question:
         print(f"(searched for: {answer.query})")
-    if answer.mode == "extractive":
+    if answer.fallback:
+        print(f"[extractive answer: the model's answer was unusable ({answer.fallback}); sentences quoted from the "
+              "documents instead]")
+    elif answer.mode == "extractive":
         print("[extractive answer: sentences quoted from the documents; add a GGUF model for written answers]")
     print(format_sources(answer))
     return 0
