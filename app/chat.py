@@ -140,7 +140,7 @@ def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
     try:
         st.image(_page_png(str(Path(ctx["docs_dir"]) / record.source), record.hash, span.number,
                            span.text[span.start:span.end]), width="stretch")
-    except Exception as err:  # noqa: BLE001 - the image is a bonus; the page text below is the viewer
+    except Exception as err:  # the image is a bonus; the page text below is the viewer
         st.caption(render.md_escape(f"(no page image: {type(err).__name__}: {err})"))
     safe_html(render.chunk_html(span.text, span.start, span.end))
 

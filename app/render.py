@@ -21,7 +21,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from rag.answer.cite import find_markers
 from rag.records import Answer, Citation, Hit, SentenceCheck

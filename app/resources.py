@@ -16,7 +16,7 @@ from rag.pipeline import Pipeline
 
 # Settings that select each model; everything else may differ between sessions.
 _EMBED_KEYS = ("embed_model", "embed_backend", "embed_device", "embed_batch_size", "embed_languages")
-_GEN_KEYS = ("llm_model", "n_gpu_layers", "n_ctx", "n_threads", "seed", "chat_prefix_cache")
+_GEN_KEYS = ("llm_model", "n_gpu_layers", "n_ctx", "n_threads", "n_threads_batch", "seed", "chat_prefix_cache")
 
 
 def _key(cfg: Config, names: tuple[str, ...]) -> str:

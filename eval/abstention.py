@@ -22,8 +22,9 @@ import argparse
 import json
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -147,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'threshold':>9} {'correct refusals':>17} {'false refusals':>15}")
     for p in shown:
         print(f"{p['threshold']:>9.2f} {p['correct_refusals']:>17.3f} {p['false_refusals']:>15.3f}")
-    print(f"at abstain_threshold {cfg.abstain_threshold:.2f} (rag.config): correct {at_product['correct_refusals']:.3f}, "
-          f"false {at_product['false_refusals']:.3f}")
+    print(f"at abstain_threshold {cfg.abstain_threshold:.2f} (rag.config): "
+          f"correct {at_product['correct_refusals']:.3f}, false {at_product['false_refusals']:.3f}")
     print(f"chosen (most correct refusals at ≤ {MAX_FALSE_REFUSALS:.0%} false): threshold {chosen['threshold']:.2f} → "
           f"correct {chosen['correct_refusals']:.3f}, false {chosen['false_refusals']:.3f} (goal: ≥ 0.80 at ≤ 0.15)")
     return 0

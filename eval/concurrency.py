@@ -16,8 +16,8 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def run(*, sessions: int = 8, seconds: float = 30.0, hash_embedder: bool = False
                     assert ans.mode in ("extractive", "refused")
                     with lock:
                         generations.add(pipe.index.path.name)
-                except Exception as err:  # noqa: BLE001 - every failure is counted, none may happen
+                except Exception as err:  # every failure is counted, none may happen
                     with lock:
                         errors.append(f"{type(err).__name__}: {err}")
                 latencies[i].append(time.perf_counter() - t0)

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from rag.errors import RagError
-from rag.text import language
 from rag.records import Document, Page
+from rag.text import language
 
 FORMATS = ("squad", "cranfield", "jsonl")
 

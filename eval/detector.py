@@ -11,8 +11,8 @@ the product threshold, and the best threshold found on the data. With `--split h
 grouped by context (HaluEval's right and hallucinated answer share one), shuffled with a fixed
 seed, the threshold is chosen on the first half and everything is measured on the second.
 
-The metric functions (eval.metrics.calibration) are pure and take plain lists. Deliberately skipped: confidence intervals
-and per-source breakdowns.
+The metric functions (eval.metrics.calibration) are pure and take plain lists. Deliberately skipped:
+confidence intervals and per-source breakdowns.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import argparse
 import json
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from eval.datasets import DetectorExample, begin_label_counts, load_begin, load_detector, load_halueval_qa
 from eval.metrics.calibration import auroc, balanced_accuracy, best_threshold, fit_logistic, precision_recall_f1
@@ -96,8 +96,8 @@ def evaluate(labels: Sequence[int], supports: Sequence[float], threshold: float,
 
 
 def build_verifier(spec: str, *, use_embedder: bool):
-    from rag.config import load_config
     from rag.answer.verify import load_verifier
+    from rag.config import load_config
 
     embedder = None
     if use_embedder and (spec == "offline"):

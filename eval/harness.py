@@ -17,8 +17,9 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rag.config import Config
 from rag.records import Document

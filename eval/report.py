@@ -9,8 +9,8 @@ imported here only, with the Agg backend: no display is needed.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from eval.metrics.calibration import bootstrap_ci
 from eval.metrics.compare import LOWER_IS_BETTER

@@ -13,9 +13,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from eval.datasets import FORMATS, QASet, guess_format, load_qa
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank

@@ -10,8 +10,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from rag.models.embed import HashEmbedder
 
@@ -56,7 +56,7 @@ CHAT_TEMPLATE = (
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte → printable-character map that byte-level BPE vocabularies are written in."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, n = keep[:], 0
     for b in range(256):
         if b not in keep:
@@ -167,7 +167,9 @@ def write_tiny_cross_encoder(directory: str | Path, *, seed: int = 0) -> Path:
     import string
 
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    # BertTokenizerFast is a lazy alias in transformers 5 (of BertTokenizer) that its stubs do not declare.
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast  # type: ignore[attr-defined]
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -179,11 +181,13 @@ def write_tiny_cross_encoder(directory: str | Path, *, seed: int = 0) -> Path:
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=1,
-                        initializer_range=0.2)  # wide init: scores that differ visibly between texts
+    # num_labels reaches PretrainedConfig through **kwargs, which BertConfig's annotated signature omits.
+    config = BertConfig(  # type: ignore[call-arg]
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, num_labels=1,
+        initializer_range=0.2)  # wide init: scores that differ visibly between texts
     model = BertForSequenceClassification(config)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]  # transformers overrides Module.eval without annotations
     # transformers 5 takes `vocab` (a dict or a vocab.txt path); 4.x took `vocab_file`
     try:
         tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,

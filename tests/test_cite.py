@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.cite import (best_quote, find_markers, neutralise_markers, resolve, sentence_citations,
-                      split_sentences)
+from rag.answer.cite import best_quote, find_markers, neutralise_markers, resolve, sentence_citations, split_sentences
 from rag.records import Chunk, Hit
 
 

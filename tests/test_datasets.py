@@ -9,8 +9,18 @@ import pytest
 
 import eval.datasets
 from eval import abstention
-from eval.datasets import (Gold, QASet, guess_format, is_passages_jsonl, load_cranfield, load_passages_jsonl,
-                           load_qa, load_questions_jsonl, load_squad, paragraph_source)
+from eval.datasets import (
+    Gold,
+    QASet,
+    guess_format,
+    is_passages_jsonl,
+    load_cranfield,
+    load_passages_jsonl,
+    load_qa,
+    load_questions_jsonl,
+    load_squad,
+    paragraph_source,
+)
 from eval.harness import index_documents, temporary_pipeline
 from eval.retrieval import evaluate, retrieval_queries
 from rag.errors import RagError
@@ -43,7 +53,8 @@ SQUAD = {"version": "v2.0", "data": [
     # CMRC 2018 has the same layout, without is_impossible
     {"title": "北京", "id": "TRIAL_1", "paragraphs": [
         {"id": "TRIAL_1_P", "context": P_ZH, "qas": [
-            {"id": "TRIAL_1_QUERY_0", "question": "中华人民共和国的首都是哪里？", "answers": [_answer("北京", P_ZH)]}]}]},
+            {"id": "TRIAL_1_QUERY_0", "question": "中华人民共和国的首都是哪里？",
+             "answers": [_answer("北京", P_ZH)]}]}]},
 ]}
 
 

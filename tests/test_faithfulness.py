@@ -11,8 +11,8 @@ import pytest
 import eval.faithfulness as F
 from eval.datasets import Gold, Question, load_questions_jsonl
 from eval.faithfulness import balanced_sample, evaluate, load_eval_set, ranked_keys, score
-from tests.conftest import ROOT, shared_path, write_docs
 from rag.testing import FakeEmbedder
+from tests.conftest import ROOT, shared_path, write_docs
 
 DOCS = {
     "quant.md": "# Quantization\n\nQ4_K_M stores about 4.8 bits per weight.\n\n"
@@ -28,8 +28,8 @@ QUESTIONS = [
      "gold": [{"source": "cache.md", "page": 1}], "type": "followup",
      "history": [{"role": "user", "content": "What does the KV cache store?"},
                  {"role": "assistant", "content": "The keys and values of past tokens [1]."}]},
-    {"id": "zh-1", "question": "交叉编码器重排序的缺点是什么？", "lang": "zh", "answers": ["每个候选段落都要单独计算一次"],
-     "gold": [{"source": "zh.md", "page": 1}], "type": "factoid"},
+    {"id": "zh-1", "question": "交叉编码器重排序的缺点是什么？", "lang": "zh",
+     "answers": ["每个候选段落都要单独计算一次"], "gold": [{"source": "zh.md", "page": 1}], "type": "factoid"},
     {"id": "un-1", "question": "Who won the 1998 football world cup?", "lang": "en", "answers": [], "gold": [],
      "type": "unanswerable"},
 ]

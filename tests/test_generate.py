@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.answer.generate import Generator, complete
+from rag.cli.models import main as models_main
 from rag.config import Config
 from rag.errors import ModelNotFoundError
-from rag.answer.generate import Generator, complete
 from rag.models.llama import LlamaCppGenerator, count_physical_cores, load_generator, physical_cores, resolve_gguf
-from rag.cli.models import main as models_main
 from rag.models.registry import RECOMMENDED, find_recommended
 from rag.testing import write_tiny_gguf
 

@@ -5,8 +5,8 @@ import pytest
 
 from rag.ingest.build import ingest
 from rag.pipeline import Pipeline
-from tests.conftest import write_docs
 from rag.testing import FakeEmbedder, FakeGenerator
+from tests.conftest import write_docs
 
 INJECTIONS = {
     "ignore.md": "# Memory\n\nA 7B model in Q4_K_M needs about 4.4 GB.\n\n"

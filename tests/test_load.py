@@ -547,7 +547,7 @@ def test_a_file_changing_while_read_is_refused(tmp_path: Path, monkeypatch: pyte
     path = write(tmp_path / "live.log.txt", "first line\n")
 
     def changing_open(file, mode="r", *args, **kwargs):
-        handle = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115 - read_bytes closes it
+        handle = builtins.open(file, mode, *args, **kwargs)  # read_bytes closes it
         if change == "append":
             with builtins.open(file, "ab") as more:
                 more.write(b"second line\n")
@@ -615,7 +615,8 @@ def test_importing_load_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, rag.ingest.parse, rag.ingest.discover; print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))"
+    code = ("import sys, rag.ingest.parse, rag.ingest.discover; "
+            "print(sorted(m for m in ('pypdf', 'charset_normalizer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"

@@ -8,10 +8,26 @@ import pytest
 
 import eval.metrics
 from eval.metrics import answer, calibration, compare, retrieval
-from eval.metrics.answer import (alce_citations, answer_recall, exact_match, longest_common_substring,
-                                 mixed_segmentation, normalize_answer, share, token_f1, weighted_share)
-from eval.metrics.calibration import (CurvePoint, abstention_curve, area_under_risk_coverage, bootstrap_ci, curve_band,
-                                      refusal_rates, thresholds_from)
+from eval.metrics.answer import (
+    alce_citations,
+    answer_recall,
+    exact_match,
+    longest_common_substring,
+    mixed_segmentation,
+    normalize_answer,
+    share,
+    token_f1,
+    weighted_share,
+)
+from eval.metrics.calibration import (
+    CurvePoint,
+    abstention_curve,
+    area_under_risk_coverage,
+    bootstrap_ci,
+    curve_band,
+    refusal_rates,
+    thresholds_from,
+)
 from eval.metrics.compare import regressions
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 

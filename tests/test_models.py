@@ -298,7 +298,8 @@ def test_loading_a_recommended_model_of_the_wrong_size_says_pull_force(tmp_path)
     with pytest.raises(ModelNotFoundError) as err:
         load_generator(Config(llm_model=str(path)))
     msg = str(err.value)
-    assert "104 bytes" in msg and "491,400,064" in msg and "`python -m rag.models pull qwen2.5-coder-0.5b --force`" in msg
+    assert "104 bytes" in msg and "491,400,064" in msg
+    assert "`python -m rag.models pull qwen2.5-coder-0.5b --force`" in msg
 
 
 # --- the real thing ---------------------------------------------------------------------------------

@@ -108,7 +108,8 @@ def test_chinese_question_and_follow_up(collection):
     pipe = Pipeline(cfg, embedder=emb, generator=None, reranker=None)
     first = pipe.ask("交叉编码器重排序有什么优点？")
     assert first.citations and first.citations[0].source == "zh.md"
-    history = [{"role": "user", "content": "交叉编码器重排序有什么优点？"}, {"role": "assistant", "content": first.text}]
+    history = [{"role": "user", "content": "交叉编码器重排序有什么优点？"},
+               {"role": "assistant", "content": first.text}]
     follow = pipe.ask("它的缺点呢？", history=history)
     assert follow.query != "它的缺点呢？" and "重排序" in follow.query
     assert follow.citations and follow.citations[0].source == "zh.md"

@@ -6,9 +6,21 @@ import re
 import pytest
 
 from rag.answer.cite import find_markers, resolve, split_sentences
-from rag.answer.prompt import (ANSWER_IN, MESSAGE_OVERHEAD, RETRY_NOTE, REFUSAL_EN, REFUSAL_ZH, SYSTEM_PROMPT, answer_language,
-                        build_prompt, is_refusal, refusal_text, rewrite_followup, rewrite_messages,
-                        source_block)
+from rag.answer.prompt import (
+    ANSWER_IN,
+    MESSAGE_OVERHEAD,
+    REFUSAL_EN,
+    REFUSAL_ZH,
+    RETRY_NOTE,
+    SYSTEM_PROMPT,
+    answer_language,
+    build_prompt,
+    is_refusal,
+    refusal_text,
+    rewrite_followup,
+    rewrite_messages,
+    source_block,
+)
 from rag.records import Chunk, Hit
 
 

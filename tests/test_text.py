@@ -12,8 +12,7 @@ from rag.answer.cite import strip_markers
 from rag.ingest.build import ingest
 from rag.pipeline import Pipeline, answer_to_json
 from rag.testing import FakeEmbedder, FakeGenerator
-from rag.text import (ABBREVIATIONS, CJK_CHAR, fold, has_cjk, language, logistic, script_profile,
-                      sentence_spans)
+from rag.text import ABBREVIATIONS, CJK_CHAR, fold, has_cjk, language, logistic, script_profile, sentence_spans
 from tests.conftest import write_docs
 
 MARKER = re.compile(r"\[\d\]")

@@ -77,7 +77,8 @@ DISGUISED = {  # contents no suffix makes a document
 }
 
 
-def upload_and_load(tmp_path: Path, name: str, data: bytes) -> tuple[SavedUpload | UploadRejected, Document | LoadError]:
+def upload_and_load(tmp_path: Path, name: str,
+                    data: bytes) -> tuple[SavedUpload | UploadRejected, Document | LoadError]:
     try:
         saved: SavedUpload | UploadRejected = save_upload(tmp_path / "docs", name, data, max_bytes=10**6)
     except UploadRejected as err:

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 
 from rag.answer.abstain import EvidenceFeatures, evidence_score, features_score, hit_features, should_abstain
-from rag.errors import ConfigError, ModelNotFoundError, RagError
-from rag.records import Chunk, Hit
 from rag.answer.verify import (
     LLMVerifier,
     NLIVerifier,
@@ -30,6 +28,8 @@ from rag.answer.verify import (
     split_sentences,
     windows,
 )
+from rag.errors import ConfigError, ModelNotFoundError, RagError
+from rag.records import Chunk, Hit
 
 
 class HashEmbedder:
@@ -283,7 +283,8 @@ def test_nli_verifier_with_tiny_local_model(tmp_path):
     claim = "the tower is tall."
     s = v.support(claim, ["the tower is tall. it is in paris."])
     single = v.support(claim, ["the tower is tall."])
-    assert 0.0 <= single <= s + 1e-6 <= 1.0 + 1e-6  # windows include the single sentence; support is their max (padding moves the last digits)
+    # Windows include the single sentence and support is their max; padding moves the last digits.
+    assert 0.0 <= single <= s + 1e-6 <= 1.0 + 1e-6
     assert v.support(claim, []) == 0.0
 
 

@@ -12,12 +12,35 @@ The names are re-exported here, so `from eval.metrics import token_f1` keeps wor
 """
 from __future__ import annotations
 
-from eval.metrics.answer import (CitationCheck, alce_citations, answer_recall, exact_match, longest_common_substring,
-                                 mixed_segmentation, normalize_answer, share, token_f1, weighted_share)
-from eval.metrics.calibration import (CurvePoint, abstention_curve, area_under_risk_coverage, auroc, balanced_accuracy,
-                                      best_threshold, bootstrap_ci, choose_threshold, confusion, curve_band,
-                                      fit_logistic, precision_recall_f1, refusal_curve, refusal_rates,
-                                      thresholds_from)
+from eval.metrics.answer import (
+    CitationCheck,
+    alce_citations,
+    answer_recall,
+    exact_match,
+    longest_common_substring,
+    mixed_segmentation,
+    normalize_answer,
+    share,
+    token_f1,
+    weighted_share,
+)
+from eval.metrics.calibration import (
+    CurvePoint,
+    abstention_curve,
+    area_under_risk_coverage,
+    auroc,
+    balanced_accuracy,
+    best_threshold,
+    bootstrap_ci,
+    choose_threshold,
+    confusion,
+    curve_band,
+    fit_logistic,
+    precision_recall_f1,
+    refusal_curve,
+    refusal_rates,
+    thresholds_from,
+)
 from eval.metrics.compare import LOWER_IS_BETTER, Regression, regressions
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 

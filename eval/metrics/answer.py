@@ -23,8 +23,8 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from rag.text import CJK_CHARS, has_cjk
 

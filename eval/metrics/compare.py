@@ -5,8 +5,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 # For these a rise is the regression.
 LOWER_IS_BETTER = frozenset({"hallucination_rate", "false_refusal_rate"})

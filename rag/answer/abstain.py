@@ -22,11 +22,18 @@ query scores near the top whatever it says. Deliberately skipped: a trained answ
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-from rag.answer.verify.features import (bigram_coverage, content_tokens, coverage, missing_names, missing_numbers,
-                                        names, windows)
+from rag.answer.verify.features import (
+    bigram_coverage,
+    content_tokens,
+    coverage,
+    missing_names,
+    missing_numbers,
+    names,
+    windows,
+)
 from rag.index.tokenize import tokenize
 from rag.records import Hit
 from rag.text import language, logistic
@@ -61,7 +68,8 @@ class EvidenceFeatures:
 
 # Chinese interrogatives and particles: their character bigrams ("有什", "什么", "么缺") straddle
 # word boundaries and are in no passage, so left in they read as missing content.
-_ZH_FILLERS = re.compile("为什么|什么样|什么|怎么样|怎么|如何|哪些|哪个|哪里|多少|是否|能否|可以|请问|一下|吗|呢|吧|啊|呀|哪|几|有|是|的|了")
+_ZH_FILLERS = re.compile("为什么|什么样|什么|怎么样|怎么|如何|哪些|哪个|哪里|多少|是否|能否|可以|请问|一下"
+                         "|吗|呢|吧|啊|呀|哪|几|有|是|的|了")
 
 
 def question_tokens(question: str) -> list[str]:

@@ -14,7 +14,7 @@ the sentences themselves are kept; only the markers change.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rag.answer.cite import sentence_citations, strip_markers
 from rag.answer.verify import Verifier

@@ -23,8 +23,8 @@ keeps the chunk's pages) and sentence splitting for scripts other than Latin and
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rag.index.tokenize import tokenize
 from rag.records import Citation, Hit

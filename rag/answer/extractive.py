@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -90,8 +90,8 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     return answer
 
 
-_QUANTITY_QUESTION = re.compile(r"^\s*(how (much|many|long|large|big|fast|old)|what (size|percentage|number))|多少|几|多大|多长",
-                                re.IGNORECASE)
+_QUANTITY_QUESTION = re.compile(r"^\s*(how (much|many|long|large|big|fast|old)|what (size|percentage|number))"
+                                r"|多少|几|多大|多长", re.IGNORECASE)
 
 
 def _answer_shape(question: str, sentence: str) -> float:

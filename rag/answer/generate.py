@@ -5,7 +5,8 @@ backend lives in `rag.models.llama`.
 """
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
 
 Message = dict[str, str]  # {'role': 'system' | 'user' | 'assistant', 'content': ...}
 
@@ -21,6 +22,7 @@ class Generator(Protocol):
                stop: Sequence[str] = ()) -> Iterator[str]: ...
 
 
-def complete(gen: Generator, messages: list[Message], **kw) -> str:
+def complete(gen: Generator, messages: list[Message], *, max_tokens: int, temperature: float | None = None,
+             stop: Sequence[str] = ()) -> str:
     """The whole answer at once: `stream` joined."""
-    return "".join(gen.stream(messages, **kw))
+    return "".join(gen.stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop))

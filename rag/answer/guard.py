@@ -18,8 +18,8 @@ skipped: judging whether an answer is *right* (that is the verifier's job, sente
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from rag.answer.cite import find_markers, strip_markers
 from rag.answer.prompt import is_refusal
@@ -121,7 +121,8 @@ def junk_reason(text: str, *, question: str, source_names: Sequence[str] = (), f
     if repetition_start(text) is not None:
         return "repetition"
     letters = LANGUAGE_MIN_LETTERS if final else LANGUAGE_MIN_LETTERS_STREAMING
-    if wrong_language(text, question, min_letters=letters) and not is_refusal(text):  # a refusal is restated in the right language
+    # A refusal is restated in the right language.
+    if wrong_language(text, question, min_letters=letters) and not is_refusal(text):
         return "language"
     if final:
         if words < 2:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from rag.answer.cite import neutralise_markers, split_sentences, strip_markers
 from rag.index.tokenize import STOPWORDS

@@ -8,7 +8,8 @@ the factory returns None and a one-line notice, and the pipeline answers from th
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from rag.records import Hit
 

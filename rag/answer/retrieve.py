@@ -11,8 +11,9 @@ rises to 1 when the query shares no term with the collection. eval.retrieval mea
 from __future__ import annotations
 
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -108,7 +109,8 @@ class Retriever:
         self.alpha = alpha
         self.n_candidates = candidates
         langs = index.manifest.get("embed_languages", "unset")
-        self.languages = (frozenset(langs) if langs else None) if langs != "unset" else model_languages(index.embed_model)
+        self.languages = ((frozenset(langs) if langs else None) if langs != "unset"
+                          else model_languages(index.embed_model))
 
     def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None) -> Candidates:
         from rag.index.tokenize import tokenize

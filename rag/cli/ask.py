@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rag.records import Answer, Retraction
 
@@ -61,10 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
         pipe = Pipeline(cfg, **({"generator": None} if args.extractive else {}))
         if args.json:
-            answer = pipe.ask(args.question, history=history)
-            print(json.dumps(answer_to_json(answer), indent=2, ensure_ascii=False))
+            result = pipe.ask(args.question, history=history)
+            print(json.dumps(answer_to_json(result), indent=2, ensure_ascii=False))
             return 0
-        answer = None
+        answer: Answer | None = None
         for event in pipe.stream(args.question, history=history):
             if isinstance(event, Answer):
                 answer = event

@@ -5,12 +5,13 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rag.config import load_config
 from rag.errors import RagError
 from rag.ingest.build import Progress, ingest
+
 
 def _tqdm_progress() -> Progress:
     from tqdm import tqdm
@@ -34,7 +35,8 @@ def _tqdm_progress() -> Progress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rag.ingest", description="Build or update the index of a folder of documents.")
+    ap = argparse.ArgumentParser(prog="python -m rag.ingest",
+                                 description="Build or update the index of a folder of documents.")
     ap.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
     ap.add_argument("--index", dest="index_dir", help="index folder (default: ./rag-index or RAG_INDEX_DIR)")
     ap.add_argument("--config", help="TOML config file")

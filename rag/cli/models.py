@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rag.models.pull import PullError, pull, sha256_file
 from rag.models.registry import DEFAULT_DIR, format_table

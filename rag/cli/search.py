@@ -8,12 +8,13 @@ import argparse
 import json
 import sys
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rag.records import Hit
 
 
-def hit_to_json(hit: Hit) -> dict:
+def hit_to_json(hit: Hit) -> dict[str, Any]:
     c = hit.chunk
     return {"chunk_id": c.id, "source": c.source, "pages": list(c.pages), "heading_path": list(c.heading_path),
             "text": c.text, "start": c.start, "end": c.end, "score": round(hit.score, 6),

@@ -24,14 +24,18 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rag.errors import IndexMissingError, IndexStateError, ModelMismatchError
 from rag.records import Chunk
+
+if TYPE_CHECKING:  # for annotations only: faiss is imported where an index is read or built
+    import faiss
 
 SCHEMA_VERSION = 1
 CURRENT = "CURRENT"
@@ -78,14 +82,15 @@ def current_generation(index_dir: Path) -> Path | None:
     return index_dir / name
 
 
-def read_manifest(gen: Path) -> dict:
+def read_manifest(gen: Path) -> dict[str, Any]:
     try:
-        return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+        return manifest
     except (OSError, ValueError) as err:
         raise IndexStateError(f"{gen / 'manifest.json'} is missing or damaged ({err}) (fix: {REBUILD_HINT})") from err
 
 
-def check_compatible(manifest: dict, gen: Path, *, embed_model: str | None) -> None:
+def check_compatible(manifest: dict[str, Any], gen: Path, *, embed_model: str | None) -> None:
     """Refuse indexes from another schema or embedding model, with the fix in the message."""
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
@@ -105,19 +110,33 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return con
 
 
-def row_to_chunk(row: Sequence) -> Chunk:
+def row_to_chunk(row: Sequence[Any]) -> Chunk:
     cid, source, ordinal, start, end, pages, heading, text = row
     return Chunk(id=cid, source=source, text=text, start=start, end=end, pages=tuple(json.loads(pages)),
                  heading_path=tuple(json.loads(heading)), ordinal=ordinal)
 
 
 CHUNK_COLUMNS = 'id, source, ordinal, start, "end", pages, heading, text'
+FILE_COLUMNS = "source, hash, size, kind, title, pages, chunks, paginated, ingested_at"
+
+
+def row_to_file(r: Sequence[Any]) -> FileRecord:
+    return FileRecord(source=r[0], hash=r[1], size=r[2], kind=r[3], title=r[4], pages=r[5], chunks=r[6],
+                      paginated=bool(r[7]), ingested_at=r[8])
+
+
+class Lexical(Protocol):
+    """The part of a loaded `bm25s.BM25` the index scores with (bm25s ships no type information)."""
+
+    def get_tokens_ids(self, query_tokens: list[str]) -> list[int]: ...
+
+    def get_scores_from_ids(self, query_tokens_ids: list[int]) -> np.ndarray: ...
 
 
 class Index:
     """A read-only view of one generation. Thread-safe for concurrent searches."""
 
-    def __init__(self, gen: Path, manifest: dict) -> None:
+    def __init__(self, gen: Path, manifest: dict[str, Any]) -> None:
         import faiss
 
         self.path = gen
@@ -130,9 +149,10 @@ class Index:
             # Memory-mapped like vectors.npy: opening costs nothing and pages load on first touch
             # (read in full, the HNSW file of 100k chunks took 0.2-0.4 s of a 1 s load budget).
             flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) | getattr(faiss, "IO_FLAG_READ_ONLY", 0)
-            self.dense = faiss.read_index(str(gen / "dense.faiss"), flags) if self.n_chunks else None
+            self.dense: faiss.Index | None = (faiss.read_index(str(gen / "dense.faiss"), flags) if self.n_chunks
+                                              else None)
             self.bm25 = _load_bm25(gen / "bm25") if self.n_chunks else None
-        except Exception as err:  # noqa: BLE001 - any damage reads the same to the user
+        except Exception as err:  # any damage reads the same to the user
             raise IndexStateError(f"index generation {gen} is damaged ({type(err).__name__}: {err}) "
                                   f"(fix: {REBUILD_HINT})") from err
         if self.vectors.shape[0] != self.n_chunks or (self.dense is not None and self.dense.ntotal != self.n_chunks):
@@ -143,7 +163,7 @@ class Index:
         self._paginated: dict[str, bool] = {}  # filled on demand: reading all file rows took 0.6 s at 100k
 
     @classmethod
-    def open(cls, index_dir: str | Path, *, embed_model: str | None = None) -> "Index":
+    def open(cls, index_dir: str | Path, *, embed_model: str | None = None) -> Index:
         index_dir = Path(index_dir)
         gen = current_generation(index_dir)
         if gen is None:
@@ -158,7 +178,8 @@ class Index:
 
     @property
     def embed_model(self) -> str:
-        return self.manifest["embed_model"]
+        model: str = self.manifest["embed_model"]
+        return model
 
     def is_paginated(self, source: str) -> bool:
         known = self._paginated.get(source)
@@ -191,9 +212,8 @@ class Index:
 
     def files(self) -> list[FileRecord]:
         with self._db_lock:
-            rows = self._db.execute("SELECT source, hash, size, kind, title, pages, chunks, paginated, ingested_at "
-                                    "FROM files ORDER BY source").fetchall()
-        return [FileRecord(*r[:7], bool(r[7]), r[8]) for r in rows]
+            rows = self._db.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY source").fetchall()
+        return [row_to_file(r) for r in rows]
 
     # --- scoring primitives; rag.answer.retrieve combines them
 
@@ -235,10 +255,10 @@ class Index:
         return out
 
 
-def _load_bm25(path: Path):
+def _load_bm25(path: Path) -> Lexical:
     import bm25s
 
-    model = bm25s.BM25.load(str(path), mmap=True, show_progress=False)
+    model: Lexical = bm25s.BM25.load(str(path), mmap=True, show_progress=False)
     return model
 
 
@@ -281,24 +301,26 @@ def next_generation_name(index_dir: Path) -> str:
     return f"{GEN_PREFIX}{max(nums, default=0) + 1:06d}"
 
 
-def build_dense(vectors: np.ndarray, *, exact_max: int, hnsw_m: int, ef_search: int):
+def build_dense(vectors: np.ndarray, *, exact_max: int, hnsw_m: int, ef_search: int) -> faiss.Index:
     """Flat (exact) inner product up to `exact_max` vectors, HNSW above it."""
     import faiss
 
     dim = vectors.shape[1]
+    index: faiss.Index
     if len(vectors) <= exact_max:
         index = faiss.IndexFlatIP(dim)
     else:
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = ef_search
+        hnsw = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = 80
+        hnsw.hnsw.efSearch = ef_search
+        index = hnsw
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
 
 
 def write_generation(index_dir: Path, *, rows: Sequence[ChunkRow], vectors: np.ndarray, files: Sequence[FileRecord],
-                     manifest: dict, bm25_k1: float, bm25_b: float, exact_max: int, hnsw_m: int,
+                     manifest: dict[str, Any], bm25_k1: float, bm25_b: float, exact_max: int, hnsw_m: int,
                      ef_search: int) -> Path:
     """Write a complete generation next to the live one and switch CURRENT to it atomically.
 
@@ -391,8 +413,7 @@ def read_rows(gen: Path, sources: Iterable[str]) -> dict[str, list[tuple[int, Ch
 def read_files(gen: Path) -> dict[str, FileRecord]:
     con = connect(gen / "chunks.sqlite", readonly=True)
     try:
-        rows = con.execute("SELECT source, hash, size, kind, title, pages, chunks, paginated, ingested_at "
-                           "FROM files").fetchall()
+        rows = con.execute(f"SELECT {FILE_COLUMNS} FROM files").fetchall()
     finally:
         con.close()
-    return {r[0]: FileRecord(*r[:7], bool(r[7]), r[8]) for r in rows}
+    return {r[0]: row_to_file(r) for r in rows}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from rag.text import CJK_RUN, fold
 

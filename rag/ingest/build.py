@@ -18,9 +18,10 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class IngestLock:
         self.wait_s = wait_s
         self.fd: int | None = None
 
-    def __enter__(self) -> "IngestLock":
+    def __enter__(self) -> IngestLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + self.wait_s
@@ -107,7 +108,8 @@ class EmbeddingCache:
         self.model = model
         self.con = sqlite3.connect(path)
         self.con.execute("PRAGMA journal_mode = WAL")
-        self.con.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
+        self.con.execute("CREATE TABLE IF NOT EXISTS vectors "
+                         "(model TEXT, key TEXT, vec BLOB, PRIMARY KEY (model, key))")
 
     @staticmethod
     def key(text: str) -> str:
@@ -157,7 +159,7 @@ class IngestReport:
     noop: bool = False
     seconds: float = 0.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
@@ -189,7 +191,7 @@ def index_text(chunk: Chunk, title: str) -> str:
     return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
 
 
-def settings_signature(cfg: Config) -> dict:
+def settings_signature(cfg: Config) -> dict[str, Any]:
     """Settings that change chunk boundaries or tokens: a change re-processes every file."""
     from rag.index import tokenize
 
@@ -234,7 +236,7 @@ def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder: Embe
     return out
 
 
-def _manifest(cfg: Config, embedder_dim: int, folder: str, languages: Iterable[str] | None) -> dict:
+def _manifest(cfg: Config, embedder_dim: int, folder: str, languages: Iterable[str] | None) -> dict[str, Any]:
     return {"embed_model": cfg.embed_model, "embed_dim": embedder_dim, "folder": folder,
             "embed_languages": sorted(languages) if languages else None, "settings": settings_signature(cfg),
             "created": time.time()}
@@ -384,7 +386,7 @@ def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | Non
         embedder = embedder or _DimOnly(cfg.embed_model, dim, manifest.get("embed_languages"))
     embedder = embedder or _load_embedder(cfg)
     kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
-    prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if kept else None
+    prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if (prev is not None and kept) else None
     ordered: list[tuple[ChunkRow, int | None]] = []  # (row, row number in prev for reuse, or None)
     for source in sorted(records):
         if source in new_rows:
@@ -395,6 +397,7 @@ def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | Non
     vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
     reuse = [(i, p) for i, (_, p) in enumerate(ordered) if p is not None]
     if reuse:
+        assert prev_vectors is not None  # rows are reused only from the kept rows of prev
         idx, prev_idx = zip(*reuse)
         order = np.argsort(prev_idx)  # sorted reads from the memory map
         vectors[np.asarray(idx)[order]] = prev_vectors[np.asarray(prev_idx)[order]]

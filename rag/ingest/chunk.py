@@ -32,8 +32,8 @@ import bisect
 import hashlib
 import itertools
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 from rag.records import Chunk, Document, Page
 from rag.text import CJK_CHARS, sentence_spans

@@ -18,10 +18,14 @@ import re
 import unicodedata
 from functools import lru_cache
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
 from rag.records import Document, Page
+
+if TYPE_CHECKING:  # for annotations only: pypdf is imported when a PDF is read
+    from pypdf import PdfReader
 
 _GARBAGE_SAMPLE_CHARS = 50_000  # a page is a few thousand characters; this bounds a pathological one
 
@@ -211,14 +215,14 @@ def looks_like_garbage(text: str) -> bool:
 # ------------------------------------------------------------------------------------------- PDF
 
 
-def _page_text(reader: object, index: int) -> tuple[str, Exception | None]:
+def _page_text(reader: PdfReader, index: int) -> tuple[str, Exception | None]:
     """Raw text of one page; ('', error) when pypdf fails on it, so one bad page sinks nothing."""
     try:
-        page = reader.pages[index]  # type: ignore[attr-defined]
+        page = reader.pages[index]
         if page.get("/Contents") is None:  # blank page: skip the extractor (thousands stay fast)
             return "", None
         return page.extract_text() or "", None
-    except Exception as err:  # noqa: BLE001 - pypdf raises many types on damaged content streams
+    except Exception as err:  # pypdf raises many types on damaged content streams
         return "", err
 
 
@@ -231,13 +235,13 @@ def _squash(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def _pdf_title(reader: object, first_page: str) -> str:
+def _pdf_title(reader: PdfReader, first_page: str) -> str:
     """The metadata title when the first page shows it (templates leave junk like 'Slide 1'),
     else the first line of text."""
     try:
-        meta = reader.metadata  # type: ignore[attr-defined]
+        meta = reader.metadata
         title = " ".join(str(meta.title).split()) if meta and meta.title else ""
-    except Exception:  # noqa: BLE001 - metadata is optional and often malformed
+    except Exception:  # metadata is optional and often malformed
         title = ""
     if title and len(title) >= 3 and _squash(title) in _squash(first_page[:5000]):
         return title[:TITLE_MAX_CHARS]

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def resolve_model_path(name: str) -> str:
         from huggingface_hub import snapshot_download
 
         return snapshot_download(name, local_files_only=True)
-    except Exception:  # noqa: BLE001 - any miss in the cache means "not here"
+    except Exception:  # any miss in the cache means "not here"
         pass
     if name.lower().removeprefix("sentence-transformers/") == "all-minilm-l6-v2":
         try:
@@ -102,7 +103,7 @@ class BaseEmbedder:
 
         return estimate_tokens(text)
 
-    def embed(self, texts: Sequence[str], *, progress: "Iterable[int] | None" = None) -> np.ndarray:
+    def embed(self, texts: Sequence[str], *, progress: Iterable[int] | None = None) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         # Sorting by length keeps padding (and so wasted compute) low inside each batch.
@@ -112,7 +113,8 @@ class BaseEmbedder:
             idx = order[lo:lo + self.batch_size]
             out[idx] = self.embed_batch([texts[i] for i in idx])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        unit: np.ndarray = out / np.maximum(norms, 1e-12)
+        return unit
 
     def embed_iter(self, texts: Sequence[str], *, every: int = 256) -> Iterable[tuple[int, np.ndarray]]:
         """Embed in slices, yielding (offset, rows) so callers can show progress."""
@@ -168,11 +170,15 @@ class SentenceTransformerEmbedder(BaseEmbedder):
         path = resolve_model_path(model)
         try:
             self.model = SentenceTransformer(path, device=device, local_files_only=True)
-        except Exception as err:  # noqa: BLE001 - surface every loading failure the same way
+        except Exception as err:  # surface every loading failure the same way
             raise ModelNotFoundError(f"could not load embedding model {model!r} from {path}: {err}") from err
         self.name = model
         dim_fn = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(dim_fn())
+        dim = dim_fn()
+        if dim is None:  # sentence-transformers returns None when no module states its output size
+            raise ModelNotFoundError(f"embedding model {model!r} at {path} does not state its embedding dimension "
+                                     "(fix: use a sentence-transformers folder with a Pooling or Dense module)")
+        self.dim = int(dim)
         self.batch_size = batch_size
         self.languages = model_languages(model, languages)
         self.max_seq_length = int(getattr(self.model, "max_seq_length", 512) or 512)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,12 +59,13 @@ def export_onnx(model_dir: Path, *, quantize: bool) -> Path:
                      if n in inspect.signature(model.forward).parameters]
 
             class Hidden(torch.nn.Module):  # keyword call: transformers 5 reordered forward()'s positional args
-                def __init__(self, inner) -> None:
+                def __init__(self, inner: torch.nn.Module) -> None:
                     super().__init__()
                     self.inner = inner
 
-                def forward(self, *args):
-                    return self.inner(**dict(zip(names, args))).last_hidden_state
+                def forward(self, *args: torch.Tensor) -> torch.Tensor:
+                    hidden: torch.Tensor = self.inner(**dict(zip(names, args))).last_hidden_state
+                    return hidden
 
             dummy = tuple(torch.zeros((2, 8), dtype=torch.long) if n == "token_type_ids" else
                           torch.ones((2, 8), dtype=torch.long) for n in names)
@@ -101,7 +103,8 @@ class OnnxEmbedder(BaseEmbedder):
             raise MissingDependencyError("onnxruntime") from err
         path = Path(resolve_model_path(model))
         settings = _json_or_empty(path / "sentence_bert_config.json")
-        self.pooling = "cls" if _json_or_empty(path / "1_Pooling" / "config.json").get("pooling_mode_cls_token") else "mean"
+        pooling = _json_or_empty(path / "1_Pooling" / "config.json")
+        self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
         self.max_seq_length = int(settings.get("max_seq_length", 256))
         self._counter = Tokenizer.from_file(str(path / "tokenizer.json"))  # whole texts, like the torch path
         self._counter.no_truncation()
@@ -109,7 +112,8 @@ class OnnxEmbedder(BaseEmbedder):
         self._tok = Tokenizer.from_file(str(path / "tokenizer.json"))
         self._tok.enable_truncation(self.max_seq_length)
         pad = self._tok.padding or {}
-        self._tok.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))  # to the batch's longest
+        # Pad to the batch's longest text, not to max_seq_length.
+        self._tok.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
         try:
             onnx_path = export_onnx(path, quantize=quantize)
         except ImportError as err:
@@ -135,16 +139,20 @@ class OnnxEmbedder(BaseEmbedder):
         mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self._forward({k: feeds[k] for k in self._inputs})
+        pooled: np.ndarray
         if self.pooling == "cls":
-            return hidden[:, 0].astype(np.float32)
-        summed = (hidden * mask[..., None]).sum(axis=1)
-        return (summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)).astype(np.float32)
+            pooled = hidden[:, 0]
+        else:
+            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        return pooled.astype(np.float32)
 
     def _forward(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, feeds)[0]  # thread-safe: ONNX Runtime sessions allow concurrent runs
+        hidden: np.ndarray = self.session.run(None, feeds)[0]  # thread-safe: sessions allow concurrent runs
+        return hidden
 
 
-def _json_or_empty(path: Path) -> dict:
+def _json_or_empty(path: Path) -> dict[str, Any]:
     import json
 
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return data

@@ -48,7 +48,7 @@ def load_reranker(cfg: Config) -> tuple[Reranker | None, str | None]:
             return CrossEncoderReranker(name, path=path), None
         except MissingDependencyError as err:
             reason, fix = f"{err.module} is not installed", f"pip install {err.module}"
-        except Exception as err:  # noqa: BLE001 - a broken download must not stop answering
+        except Exception as err:  # a broken download must not stop answering
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             reason = f"failed to load: {type(err).__name__}" + (f": {first}" if first else "")
     notice = f"reranker {name!r} unavailable ({reason}): answering without reranking (fix: {fix})"

@@ -33,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 from rag.errors import RagError
 from rag.models.registry import (
@@ -420,7 +421,7 @@ def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool
     directory.mkdir(parents=True, exist_ok=True)
     try:
         return Path(hf_hub_download(repo, file, local_dir=directory, force_download=force))
-    except Exception as err:  # noqa: BLE001 - the hub raises many kinds; the user needs one line
+    except Exception as err:  # the hub raises many kinds; the user needs one line
         raise PullError(_explain(err, repo, file, directory)) from err
 
 

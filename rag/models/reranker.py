@@ -13,7 +13,7 @@ listwise rerankers and remote rerank APIs.
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from rag.errors import MissingDependencyError, ModelNotFoundError
 from rag.models.embed import resolve_model_path

@@ -23,15 +23,32 @@ and names (the offline verifier measures support, it does not reason).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from rag.answer.cite import CitedSentence
-from rag.answer.verify.features import (bigram_coverage, content_tokens, coverage, is_claim, missing_names,
-                                        missing_numbers, names, numbers, split_sentences, windows)
+from rag.answer.verify.features import (
+    bigram_coverage,
+    content_tokens,
+    coverage,
+    is_claim,
+    missing_names,
+    missing_numbers,
+    names,
+    numbers,
+    split_sentences,
+    windows,
+)
 from rag.answer.verify.llm import LLMVerifier, parse_claims, parse_verdict
 from rag.answer.verify.nli import NLIVerifier, entailment_index, entailment_probs
-from rag.answer.verify.offline import (NUMBER_PENALTY, WEIGHTS_EMBED, WEIGHTS_LEXICAL, OfflineVerifier,
-                                       SupportFeatures, score_features)
+from rag.answer.verify.offline import (
+    NUMBER_PENALTY,
+    WEIGHTS_EMBED,
+    WEIGHTS_LEXICAL,
+    OfflineVerifier,
+    SupportFeatures,
+    score_features,
+)
 from rag.errors import ConfigError, RagError
 from rag.records import SentenceCheck
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from rag.index.tokenize import STOPWORDS, tokenize
 from rag.text import fold, language, sentence_spans

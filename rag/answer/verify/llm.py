@@ -11,7 +11,8 @@ verdict is a yes/no, so support moves in steps of 1/number of claims).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rag.answer.generate import Generator, Message

@@ -10,7 +10,8 @@ batch) and models that need remote code.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class NLIVerifier:
         try:
             # A resolved local path, read without the network: nothing here sets HF_HUB_OFFLINE.
             self.model = CrossEncoder(path, device=device, max_length=max_length, local_files_only=True)
-        except Exception as err:  # noqa: BLE001 - surface every loading failure the same way
+        except Exception as err:  # surface every loading failure the same way
             raise ModelNotFoundError(
                 f"could not load NLI model {model!r} from {path}: {err} "
                 "(fix: pass a sequence-classification NLI model, or use verifier='offline')") from err

@@ -15,13 +15,22 @@ support, it does not reason).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.answer.verify.features import (bigram_coverage, content_tokens, coverage, missing_names, missing_numbers,
-                                        names, numbers, windows)
+from rag.answer.verify.features import (
+    bigram_coverage,
+    content_tokens,
+    coverage,
+    missing_names,
+    missing_numbers,
+    names,
+    numbers,
+    windows,
+)
 from rag.index.tokenize import tokenize
 from rag.text import CJK_CHAR, language, logistic
 
