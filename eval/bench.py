@@ -38,14 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.models.embed import resolve_model_path
 from rag.errors import MissingDependencyError
+from rag.models.embed import resolve_model_path
 from rag.models.embed_onnx import OnnxEmbedder, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,8 +268,8 @@ def make_embedder(backend: str, *, fake: bool = False):
 
         return FakeEmbedder(), "rag.testing.FakeEmbedder"
     from rag.config import load_config
-    from rag.models.factory import load_embedder
     from rag.errors import RagError
+    from rag.models.factory import load_embedder
 
     if backend == "openvino":
         emb = OpenVinoEmbedder(MINILM)
@@ -309,7 +309,7 @@ def _cfg(index_dir: Path, embed_model: str):
 
 def _stored(gen: Path):
     """(rows, files, manifest) of a generation, rows in order."""
-    from rag.index.store import ChunkRow, CHUNK_COLUMNS, connect, read_files, read_manifest, row_to_chunk
+    from rag.index.store import CHUNK_COLUMNS, ChunkRow, connect, read_files, read_manifest, row_to_chunk
 
     con = connect(gen / "chunks.sqlite", readonly=True)
     try:
@@ -379,10 +379,10 @@ def ingested_collection(n: int, work: Path, vocab: list[str], *, embedder, embed
 def synthetic_collection(n: int, work: Path, vocab: list[str], *, dim: int, n_queries: int,
                          profile: bool) -> Collection:
     """`n` chunks written straight into a generation, with clustered random unit vectors."""
-    from rag.ingest.chunk import chunk_id
     from rag.index.store import ChunkRow, FileRecord
-    from rag.records import Chunk
     from rag.index.tokenize import tokenize
+    from rag.ingest.chunk import chunk_id
+    from rag.records import Chunk
 
     t0 = time.perf_counter()
     texts = synthetic_texts(n, vocab, seed=n)
@@ -420,8 +420,8 @@ def worker_main() -> None:
     import bm25s  # noqa: F401 - imported here so the load time below is the index's own
     import faiss  # noqa: F401
 
-    from rag.index.store import Index
     from rag.answer.retrieve import Retriever
+    from rag.index.store import Index
     from rag.index.tokenize import tokenize
 
     import_s = time.perf_counter() - t0
@@ -505,8 +505,8 @@ def reranker_spec(fake: bool) -> tuple[dict | None, str]:
     if fake:
         return {"name": "word-overlap"}, "word-overlap stand-in (no model)"
     from rag.config import Config
-    from rag.models.embed import resolve_model_path
     from rag.errors import ModelNotFoundError
+    from rag.models.embed import resolve_model_path
 
     name = Config().reranker_model
     try:
@@ -648,7 +648,7 @@ def embed_backends(n_chunks: int, *, rounds: int, squad: bool, squad_limit: int 
             embedders[b], origin[b] = make_embedder(b)
             embedders[b].embed(texts[:32])  # warm-up (and the one-time ONNX export, if needed)
             speeds[b] = []
-        except Exception as err:  # noqa: BLE001 - a backend that cannot load is reported, not fatal
+        except Exception as err:
             origin[b] = f"unavailable: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
     vecs = {}
     for _ in range(rounds):
@@ -726,8 +726,8 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None) -> dict:
     try:
         import llama_cpp
 
-        from rag.models.llama import LlamaCppGenerator
         from rag.answer.prompt import build_prompt, rewrite_messages
+        from rag.models.llama import LlamaCppGenerator
         from rag.testing import write_tiny_gguf
     except ImportError as err:
         return {"gen_note": f"skipped: {err}"}

@@ -43,9 +43,9 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from eval import metrics as M
 from eval.datasets import Gold, Question, load_qa
@@ -66,8 +66,8 @@ RETRIEVAL_DEPTH = 10  # nDCG@10 needs ten results; the answer itself uses cfg.to
 _NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold")
 
 HEADLINE = ("recall@5", "mrr", "ndcg@10", "exact_match", "f1", "answer_recall", "faithfulness",
-            "hallucination_rate", "citation_precision", "citation_recall", "correct_refusal_rate",
-            "false_refusal_rate")
+            "hallucination_rate", "silent_hallucination_rate", "citation_precision", "citation_recall",
+            "correct_refusal_rate", "false_refusal_rate", "language_match", "fallback_rate")
 
 # metric → (group, over which questions, formula). Rendered in the report's header.
 DEFINITIONS: dict[str, tuple[str, str, str]] = {
@@ -89,7 +89,12 @@ DEFINITIONS: dict[str, tuple[str, str, str]] = {
                      "supported sentences / all sentences of the answer (judge: llm → supported claims / all "
                      "claims); mean over answers"),
     "hallucination_rate": ("faithfulness", "answered questions",
-                           "answers with at least one unsupported sentence / answers"),
+                           "answers with at least one unsupported sentence / answers; an answer with no "
+                           "sentence at all (junk) counts as unsupported"),
+    "silent_hallucination_rate": ("faithfulness", "answered questions",
+                                  "answers with a sentence the independent judge finds unsupported while the "
+                                  "product did not flag it / answers (only with --judge-model: the product's "
+                                  "verifier never grades itself)"),
     "citation_recall": ("citations", "answered questions",
                         "ALCE: sentences whose cited sources together support them / sentences that claim "
                         "something; mean over answers"),
@@ -98,6 +103,10 @@ DEFINITIONS: dict[str, tuple[str, str, str]] = {
                            "support (and the sentence is supported) / citations; mean over answers, 0 without "
                            "citations"),
     "correct_refusal_rate": ("abstention", "unanswerable questions", "refused / unanswerable"),
+    "language_match": ("answers", "answered questions",
+                       "answers (and refusals) written in the question's language (Chinese or not, by script)"),
+    "fallback_rate": ("answers", "answered questions",
+                      "answers where the junk guard replaced the model's text by the extractive answer"),
     "false_refusal_rate": ("abstention", "answerable questions", "refused / answerable"),
 }
 LOWER_IS_BETTER = M.LOWER_IS_BETTER
@@ -272,8 +281,19 @@ class JudgeRule:
         return self._memo[key]
 
 
-def answer_question(pipe, q: Question, *, judge: str) -> dict:
-    """Ask, retrieve ten for the ranking metrics, and judge citations: the cache record."""
+def independent_verdicts(text: str, cited: Sequence[int], sources: Sequence[str], judge) -> dict:
+    """The independent judge on one sentence: supported by what it cites, else by any packed source."""
+    valid = [n for n in dict.fromkeys(cited) if 1 <= n <= len(sources)]
+    by_cited = bool(valid) and judge.supports(text, [sources[n - 1] for n in valid])
+    faithful = by_cited or judge.supports(text, list(sources))
+    return {"judge_faithful": bool(faithful), "judge_cited": bool(by_cited)}
+
+
+def answer_question(pipe, q: Question, *, judge: str, independent=None) -> dict:
+    """Ask, retrieve ten for the ranking metrics, and judge citations: the cache record.
+
+    With `independent` (eval.judge.LlamaJudge), every claim sentence also gets that judge's verdict,
+    and citations are judged by it (ALCE) instead of by the product's own verifier."""
     from rag.answer.cite import strip_markers
 
     answer = pipe.ask(q.question, history=[{"role": r, "content": c} for r, c in q.history])
@@ -294,11 +314,14 @@ def answer_question(pipe, q: Question, *, judge: str) -> dict:
                    "faithful": bool(s.supported or (not s.cited and s.support >= threshold))}
             if judge == "llm" and callable(getattr(verifier, "claims", None)):
                 row["claims"] = len(verifier.claims(s.text))
+            if independent is not None and s.reason != "no claim":
+                row.update(independent_verdicts(s.text, s.cited, sources, independent))
             sentences.append(row)
             if s.reason == "no claim":
                 citations.append({"recall": None, "precise": []})
             else:
-                check = M.alce_citations(s.text, s.cited, sources, supports)
+                check = M.alce_citations(s.text, s.cited, sources,
+                                         independent.supports if independent is not None else supports)
                 citations.append({"recall": check.recall, "precise": list(check.precise)})
     return {
         "query": answer.query, "mode": answer.mode, "model_refused": answer.refused,
@@ -307,8 +330,19 @@ def answer_question(pipe, q: Question, *, judge: str) -> dict:
         "retrieved": [[h.chunk.source, list(h.chunk.pages)] for h in hits],
         "sentences": sentences, "citations": citations,
         "reranked": pipe.cfg.rerank and pipe.reranker is not None,
-        "notices": list(answer.notices), "timings": answer.timings,
+        "notices": list(answer.notices), "timings": answer.timings, "fallback": answer.fallback,
+        "lang_ok": language_ok(q.question, answer.text), "judged": independent is not None,
     }
+
+
+def language_ok(question: str, text: str) -> bool:
+    """The answer is written in the question's language (Chinese vs the rest), judged by script."""
+    from rag.answer.guard import wrong_language
+    from rag.answer.prompt import answer_language
+
+    if answer_language(question) == "zh":
+        return answer_language(text) == "zh"
+    return not wrong_language(text, question)
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -365,16 +399,34 @@ def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_thr
                 values["ndcg@10"].append(ndcg_at(ranked, {"gold": 1.0}, 10))
         else:
             values["correct_refusal_rate"].append(float(refused))
+        if not refused and "lang_ok" in r:
+            values["language_match"].append(float(r["lang_ok"]))
+            values["fallback_rate"].append(float(bool(r.get("fallback"))))
         sents = r["sentences"]
-        if refused or not sents:
+        if refused:
             continue
-        if judge == "llm" and all("claims" in s for s in sents):
+        if not sents:  # answered with nothing checkable: junk counts as unsupported, not as absent
+            values["faithfulness"].append(0.0)
+            values["hallucination_rate"].append(1.0)
+            values["citation_precision"].append(0.0)
+            if r.get("judged"):
+                values["silent_hallucination_rate"].append(0.0)  # nothing shown as supported
+            continue
+        claims = [s for s in sents if s.get("reason") != "no claim"]
+        if r.get("judged"):
+            faithful = [bool(s.get("judge_faithful", True)) for s in claims]
+            values["faithfulness"].append(M.share(faithful) if faithful else 1.0)
+            values["hallucination_rate"].append(float(not all(faithful)))
+            values["silent_hallucination_rate"].append(float(any(
+                s["supported"] and not s.get("judge_faithful", True) for s in claims)))
+        elif judge == "llm" and all("claims" in s for s in sents):
             faith = M.weighted_share([s["support"] for s in sents], [s["claims"] for s in sents])
             faith = 1.0 if faith is None else faith  # no factual claim at all: nothing unsupported
         else:
             faith = M.share([s["faithful"] for s in sents])
-        values["faithfulness"].append(faith)
-        values["hallucination_rate"].append(float(not all(s["faithful"] for s in sents)))
+        if not r.get("judged"):
+            values["faithfulness"].append(faith)
+            values["hallucination_rate"].append(float(not all(s["faithful"] for s in sents)))
         recalls = [c["recall"] for c in r["citations"] if c["recall"] is not None]
         if recalls:
             values["citation_recall"].append(M.share(recalls))
@@ -464,8 +516,8 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
 
 
 def versions() -> dict:
-    from importlib import metadata
     import subprocess
+    from importlib import metadata
 
     import rag
 
@@ -561,7 +613,8 @@ def index_corpus_sha256(index: Path) -> str:
 
 
 def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", model: str | None = None,
-             index: Path | None = None, embedder=None, progress: bool = True) -> dict:
+             index: Path | None = None, embedder=None, progress: bool = True, judge_model: str | None = None,
+             peer: str | None = None) -> dict:
     """Run (or resume) the set, write report.json, report.md and the plots into `out`; the report."""
     from eval.report import write_report
 
@@ -573,11 +626,21 @@ def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", mod
         raise RagError(f"no documents for the questions of {es.path} (fix: pass --docs DIR with the collection "
                        "they are about, or --index DIR with an index of it)")
     corpus = index_corpus_sha256(index) if index is not None else corpus_sha256(es)
-    key = run_key(cfg, es, judge=judge, model=model, corpus=corpus)
+    if peer and not (model and judge_model):
+        raise RagError("--peer needs --model (the peer uses the same model) and --judge-model (both sides are "
+                       "judged by the same independent judge)")
+    independent_name = f"llm-judge:{Path(judge_model).name}" if judge_model else None
+    key = run_key(cfg, es, judge=f"{judge}+{independent_name}+{peer}" if (judge_model or peer) else judge,
+                  model=model, corpus=corpus)
     cache = Cache(out / "cache.jsonl", key)
     todo = [q for q in es.questions if cache.get(q.id) is None]
     if todo:
         pipe = open_pipeline(es, cfg, out, index=index, model=model, embedder=embedder)
+        independent = None
+        if judge_model:
+            from eval.judge import LlamaJudge
+
+            independent = LlamaJudge(judge_model)
         items: Iterable[Question] = todo
         if progress:
             from tqdm import tqdm
@@ -585,10 +648,17 @@ def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", mod
             items = tqdm(todo, desc="questions", unit="q", file=sys.stderr,
                          initial=len(es.questions) - len(todo), total=len(es.questions))
         for q in items:
-            cache.put(q.id, answer_question(pipe, q, judge=judge))
+            if peer == "naive":
+                from eval.peer import peer_question
+
+                cache.put(q.id, peer_question(pipe, q, independent=independent, max_tokens=cfg.max_answer_tokens))
+            else:
+                cache.put(q.id, answer_question(pipe, q, judge=judge, independent=independent))
     records = [cache.get(q.id) for q in es.questions]
-    report = build_report(es, es.questions, records, cfg=cfg, judge=judge, model=model, key=key, corpus=corpus,
-                          seconds=time.perf_counter() - t0)
+    report = build_report(es, es.questions, records, cfg=cfg, judge=independent_name or judge, model=model, key=key,
+                          corpus=corpus, seconds=time.perf_counter() - t0)
+    if peer:
+        report["mode"] = f"peer-{peer}"
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     write_report(report, out)
     return report
@@ -618,6 +688,19 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_side_by_side(report: dict, peer: dict) -> str:
+    """The product and the peer, metric by metric, same questions and judge."""
+    lines = [f"{'metric':<26}{'this project':>14}{peer['mode']:>14}   n   judge"]
+    for m in HEADLINE:
+        a, b = report["metrics"][m], peer["metrics"][m]
+        lines.append(f"{m:<26}{_fmt(a):>14}{_fmt(b):>14}{report['n'][m]:>5}   {report['judges'][m]}")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from rag.config import load_config
 
@@ -629,6 +712,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--index", type=Path, help="use this existing index instead of building one")
     ap.add_argument("--model", help="a .gguf file: generative mode (default: extractive)")
     ap.add_argument("--judge", default="offline", help="offline | nli:<hf name or path> | llm (default: offline)")
+    ap.add_argument("--judge-model", help="a .gguf file: the independent judge of faithfulness and citations "
+                                          "(yes/no from its first token; also gives the silent hallucination rate)")
+    ap.add_argument("--peer", choices=("naive",), help="also run the plain 'stuff the top k into a prompt' recipe "
+                                                       "(same retrieval, model and judge) and print both")
     ap.add_argument("--limit", type=int, help="a seeded sample of N questions, half unanswerable")
     ap.add_argument("--out", type=Path, help="output folder (default: eval-out/<set>-<mode>)")
     ap.add_argument("--config", help="TOML config file")
@@ -641,20 +728,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.judge == "llm" and not args.model:
             raise RagError("--judge llm needs the generator (fix: pass --model PATH.gguf, or use --judge offline)")
-        if args.model and not Path(args.model).is_file():
-            raise RagError(f"model file {args.model} does not exist (fix: pass the path of a .gguf file)")
+        for what, path in (("model", args.model), ("judge model", args.judge_model)):
+            if path and not Path(path).is_file():
+                raise RagError(f"{what} file {path} does not exist (fix: pass the path of a .gguf file, "
+                               "e.g. from python -m rag.models pull qwen2.5-coder-1.5b)")
         cfg = load_config(args.config)
         es = load_eval_set(args.dataset, args.format, docs_dir=args.docs, limit=args.limit)
         out = args.out or Path("eval-out") / f"{es.name}-{'generative' if args.model else 'extractive'}"
         baseline = json.loads(args.baseline.read_text(encoding="utf-8")) if args.baseline else None
         report = evaluate(es, cfg, out, judge=args.judge, model=args.model, index=args.index,
-                          progress=not args.quiet)
+                          progress=not args.quiet, judge_model=args.judge_model)
+        peer_report = None
+        if args.peer:
+            peer_report = evaluate(es, cfg, out / f"peer-{args.peer}", judge=args.judge, model=args.model,
+                                   index=args.index, progress=not args.quiet, judge_model=args.judge_model,
+                                   peer=args.peer)
     except (RagError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{es.name}: {report['dataset']['questions']} questions ({report['dataset']['answerable']} answerable), "
           f"{report['mode']} mode, judge {report['judge']}, {report['seconds']} s")
-    print(format_table(report))
+    print(format_table(report) if peer_report is None else format_side_by_side(report, peer_report))
     print(f"report: {out / 'report.md'}")
     if baseline is not None:
         from eval.report import write_report

@@ -15,9 +15,10 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from rag.errors import ConfigError
 from rag.text import Script
@@ -80,7 +81,11 @@ class Config:
     llm_model: str = ""  # a .gguf path or 'repo_id/file.gguf'; empty: look in models/, else extractive
     n_gpu_layers: int = 0  # 0 = CPU, -1 = offload all (Metal/CUDA builds)
     n_ctx: int = 4096
-    n_threads: int = 0  # 0 = physical cores
+    # Decode threads. 0 = physical cores - 1 (at least 1): on a busy 2-core machine all cores decoded
+    # at 0.6-3.4 tokens/s and one thread at 42 (llama.cpp's threads spin-wait on each other), while on
+    # an idle one the second thread adds little (eval.bench reports 1, 2 and all threads).
+    n_threads: int = 0
+    n_threads_batch: int = 0  # prompt-reading threads; 0 = physical cores: reading parallelises well
     temperature: float = 0.1
     seed: int = 0
     max_answer_tokens: int = 512
@@ -109,7 +114,7 @@ class Config:
             raise ConfigError(f"setting 'verifier': {self.verifier!r} is not one of {', '.join(VERIFIERS)} "
                               "(e.g. 'nli:cross-encoder/nli-deberta-v3-small')")
 
-    def with_overrides(self, **changes: Any) -> "Config":
+    def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **{k: _coerce(k, v) for k, v in changes.items() if v is not None})
 
 

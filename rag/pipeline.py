@@ -16,10 +16,11 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Generator as PyGenerator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
-from typing import Generator as PyGenerator
+from typing import TYPE_CHECKING, Any, Literal
 
 from rag.config import Config
 from rag.errors import IndexStateError, MissingDependencyError, RagError
@@ -69,7 +70,8 @@ class Pipeline:
         self._lock = threading.RLock()
         self.notices: list[str] = []
 
-    _GENERATOR_FIELDS = frozenset({"llm_model", "n_gpu_layers", "n_ctx", "n_threads", "seed", "chat_prefix_cache"})
+    _GENERATOR_FIELDS = frozenset({"llm_model", "n_gpu_layers", "n_ctx", "n_threads", "n_threads_batch", "seed",
+                                   "chat_prefix_cache"})
     _RERANKER_FIELDS = frozenset({"reranker_model"})
     _INDEX_FIELDS = frozenset({"index_dir", "embed_model", "embed_backend", "embed_device", "embed_languages"})
 

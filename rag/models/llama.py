@@ -19,12 +19,16 @@ import re
 import subprocess
 import threading
 import types
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from rag.answer.generate import Generator, Message
 from rag.config import Config
 from rag.errors import MissingDependencyError, ModelNotFoundError, RagError
+
+if TYPE_CHECKING:  # for annotations only: llama_cpp is imported where a model is loaded, so `import rag` stays light
+    import llama_cpp
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,7 @@ class LlamaCppGenerator:
     """
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_gpu_layers: int = 0, n_threads: int = 0,
+                 n_threads_batch: int = 0,
                  seed: int = 0, temperature: float = 0.1, verbose: bool = False, chat_prefix_cache: bool = True,
                  cache_bytes: int = 1 << 30) -> None:
         try:
@@ -59,11 +64,13 @@ class LlamaCppGenerator:
         self.seed = seed
         self.temperature = temperature
         self.n_gpu_layers = n_gpu_layers
-        self.n_threads = n_threads or physical_cores()
+        self.n_threads = n_threads or default_decode_threads()
+        self.n_threads_batch = n_threads_batch or physical_cores()
         self._lock = threading.Lock()
         try:
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                                       n_threads=self.n_threads, seed=seed, verbose=verbose)
+                                       n_threads=self.n_threads, n_threads_batch=self.n_threads_batch, seed=seed,
+                                       verbose=verbose)
         except (ValueError, RuntimeError) as err:  # llama-cpp reports a bad file as "Failed to load model"
             raise ModelNotFoundError(f"could not load GGUF model {str(path)!r}: {err} (fix: check the file is a "
                                      "complete download of a model this llama-cpp-python version supports, "
@@ -108,7 +115,7 @@ class LlamaCppGenerator:
                                f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
 
 
-def _save_state_without_logits(llm) -> "llama_cpp.LlamaState":
+def _save_state_without_logits(llm) -> llama_cpp.LlamaState:
     """Llama.save_state keeping one row of logits instead of min(n_tokens, n_batch) rows.
 
     llama-cpp-python copies the logits of up to n_batch tokens into every state the prefix cache
@@ -179,7 +186,7 @@ def resolve_gguf(spec: str, *, search_dirs: Sequence[Path] = (Path("models"),)) 
             from huggingface_hub import hf_hub_download
 
             return Path(hf_hub_download(repo, file, local_files_only=True))
-        except Exception:  # noqa: BLE001 - any miss in the cache means "not here"
+        except Exception:
             pass
     name = rec.name if rec else "NAME"
     raise ModelNotFoundError(
@@ -210,6 +217,7 @@ def load_generator(cfg: Config) -> Generator | None:
     if path is None:
         return None
     gen = LlamaCppGenerator(path, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
+                            n_threads_batch=cfg.n_threads_batch,
                             seed=cfg.seed, temperature=cfg.temperature,
                             chat_prefix_cache=cfg.chat_prefix_cache)
     log.info("generator %s loaded: %s, %d threads, context %d", gen.name, gen.offload, gen.n_threads,
@@ -218,6 +226,15 @@ def load_generator(cfg: Config) -> Generator | None:
 
 
 # --- threads --------------------------------------------------------------------------------
+
+def default_decode_threads() -> int:
+    """Physical cores minus one, at least one: see Config.n_threads for the measurement behind it.
+
+    Leaving a core free keeps decoding fast when anything else runs (the UI, an ingest, the
+    embedder); llama.cpp's decode threads wait on each other, so one preempted thread stalls all.
+    """
+    return max(1, physical_cores() - 1)
+
 
 def physical_cores() -> int:
     """Physical CPU cores available to this process: llama.cpp runs slower on hyper-threads.
