@@ -54,7 +54,8 @@ class Config:
 
     # --- embedding
     embed_model: str = DEFAULT_EMBED_MODEL
-    embed_backend: EmbedBackend = "onnx-int8"  # 2.5x torch fp32 on 2 cores, SQuAD hybrid R@5 unchanged (eval.bench); torch | onnx | onnx-int8
+    # torch | onnx | onnx-int8: int8 ONNX runs 2.5x torch fp32 on 2 cores, SQuAD hybrid R@5 unchanged (eval.bench)
+    embed_backend: EmbedBackend = "onnx-int8"
     embed_batch_size: int = 32
     embed_device: str = "cpu"
     embed_languages: str = "auto"  # auto: from the model name; or the scripts it reads: "latin", "latin,cjk", "multi"
@@ -67,8 +68,10 @@ class Config:
     bm25_b: float = 0.75
 
     # --- retrieval
-    fusion: Fusion = "auto"  # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
-    fusion_alpha: float = 0.5  # dense weight of the score fusion: best R@5 on SQuAD and nDCG@10 on Cranfield (eval.retrieval)
+    # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
+    fusion: Fusion = "auto"
+    # dense weight of the score fusion: best R@5 on SQuAD and nDCG@10 on Cranfield (eval.retrieval)
+    fusion_alpha: float = 0.5
     candidates: int = 100  # per retriever, before fusion
     top_k: int = 5  # sources given to the generator
 
@@ -92,8 +95,11 @@ class Config:
     chat_prefix_cache: bool = True  # reuse the KV cache of a conversation's shared prefix across turns
 
     # --- trust
-    abstain_threshold: float = 0.39  # evidence below this refuses before generation; through the pipeline on SQuAD 2.0 (200+200): 35 % correct, 13.5 % false refusals
-    support_threshold: float = 0.40  # verifier score below this flags a sentence (eval.detector: best mean balanced accuracy on HaluEval + BEGIN)
+    # evidence below this refuses before generation; through the pipeline on SQuAD 2.0 (200+200):
+    # 35 % correct, 13.5 % false refusals
+    abstain_threshold: float = 0.39
+    # verifier score below this flags a sentence (eval.detector: best mean balanced accuracy on HaluEval + BEGIN)
+    support_threshold: float = 0.40
     verifier: str = "offline"  # offline | nli:<hf name> | llm
 
     # --- concurrency

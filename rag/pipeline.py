@@ -11,7 +11,6 @@ documents without a restart while queries in flight finish on the generation the
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import threading
@@ -305,13 +304,17 @@ class Pipeline:
         guard = StreamGuard(question=question, source_names=sorted({h.chunk.source for h in prompt.sources}))
         pieces = generator.stream(list(prompt.messages), max_tokens=self.cfg.max_answer_tokens,
                                   temperature=self.cfg.temperature)
-        with contextlib.closing(pieces):  # closing releases the model's lock when we stop early
+        try:
             for piece in pieces:
                 out = guard.feed(piece)
                 if out:
                     yield out
                 if guard.done:
                     break
+        finally:  # closing a generator releases the model's lock when we stop early
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
         junk = guard.finish()
         if junk is not None:
             if guard.shown:
@@ -379,7 +382,7 @@ class Pipeline:
                        dense_index=idx.manifest.get("dense_index"))
 
 
-def answer_to_json(answer: Answer) -> dict:
+def answer_to_json(answer: Answer) -> dict[str, Any]:
     """The `--json` view of an Answer (rag.cli.ask, the eval cache)."""
     return {
         "question": answer.question, "query": answer.query, "mode": answer.mode, "answer": answer.text,
@@ -391,6 +394,7 @@ def answer_to_json(answer: Answer) -> dict:
                        "supported": s.supported, "reason": s.reason, "start": s.start, "end": s.end}
                       for s in answer.sentences],
         "sources": [{"n": i, "chunk_id": h.chunk.id, "source": h.chunk.source, "pages": list(h.chunk.pages),
-                     "score": round(h.score, 4), "rerank_score": h.rerank_score} for i, h in enumerate(answer.sources, 1)],
+                     "score": round(h.score, 4), "rerank_score": h.rerank_score}
+                    for i, h in enumerate(answer.sources, 1)],
         "timings": answer.timings,
     }

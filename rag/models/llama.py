@@ -21,7 +21,7 @@ import threading
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from rag.answer.generate import Generator, Message
 from rag.config import Config
@@ -76,8 +76,11 @@ class LlamaCppGenerator:
                                      "complete download of a model this llama-cpp-python version supports, "
                                      "or upgrade llama-cpp-python)") from err
         if chat_prefix_cache:
-            self.llm.set_cache(llama_cpp.LlamaRAMCache(capacity_bytes=cache_bytes))
-            self.llm.save_state = types.MethodType(_save_state_without_logits, self.llm)
+            from llama_cpp.llama_cache import LlamaRAMCache
+
+            self.llm.set_cache(LlamaRAMCache(capacity_bytes=cache_bytes))
+            # deliberate: see _save_state_without_logits
+            self.llm.save_state = types.MethodType(_save_state_without_logits, self.llm)  # type: ignore[method-assign]
         self.context_window = int(self.llm.n_ctx())
         self.offload = _describe_offload(llama_cpp, n_gpu_layers, self.n_layers)
 
@@ -102,11 +105,12 @@ class LlamaCppGenerator:
         with self._lock:
             try:
                 chunks = self.llm.create_chat_completion(
-                    messages=list(messages), stream=True, max_tokens=max_tokens, temperature=temp,
-                    stop=list(stop), seed=self.seed)
-                for chunk in chunks:
-                    piece = chunk["choices"][0]["delta"].get("content")
-                    if piece:
+                    messages=list(messages),  # type: ignore[arg-type]  # plain dicts are llama_cpp's message TypedDicts
+                    stream=True, max_tokens=max_tokens, temperature=temp, stop=list(stop), seed=self.seed)
+                for chunk in cast(Iterator[Any], chunks):  # stream=True: an iterator of chunks
+                    delta = chunk["choices"][0]["delta"]
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(piece, str) and piece:
                         yield piece
             except ValueError as err:
                 if "exceed context window" not in str(err):
@@ -115,7 +119,7 @@ class LlamaCppGenerator:
                                f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
 
 
-def _save_state_without_logits(llm) -> llama_cpp.LlamaState:
+def _save_state_without_logits(llm: llama_cpp.Llama) -> llama_cpp.LlamaState:
     """Llama.save_state keeping one row of logits instead of min(n_tokens, n_batch) rows.
 
     llama-cpp-python copies the logits of up to n_batch tokens into every state the prefix cache
@@ -134,7 +138,7 @@ def _save_state_without_logits(llm) -> llama_cpp.LlamaState:
         llm.scores = full
 
 
-def _describe_offload(llama_cpp, n_gpu_layers: int, n_layers: int) -> str:
+def _describe_offload(llama_cpp: types.ModuleType, n_gpu_layers: int, n_layers: int) -> str:
     """'CPU', 'GPU: all layers (CUDA)' or 'GPU: 20 of 28 layers (Metal)', for the UI and logs."""
     if n_gpu_layers == 0:
         return "CPU"
@@ -178,6 +182,9 @@ def resolve_gguf(spec: str, *, search_dirs: Sequence[Path] = (Path("models"),)) 
         for d in search_dirs:
             if (Path(d) / rec.file).is_file():
                 return Path(d) / rec.file
+    repo: str | None
+    file: str | None
+    if rec is not None:
         repo, file = rec.repo, rec.file
     else:
         repo, file = parse_hf_spec(spec) or (None, None)
