@@ -5,7 +5,7 @@ the English MiniLM embedder, equal RRF dropped Chinese R@1 on CMRC from .958 (BM
 and English R@1 on SQuAD from .795 to .773. Here every candidate gets both scores (exact dense
 inner product for lexical candidates, the full BM25 score for dense candidates), both are min-max
 normalised over the candidate set, and combined as (1-α)·bm25 + α·dense. The dense weight α drops
-to 0 for a query whose script the embedder was not trained on (rag.embed.model_languages), and
+to 0 for a query whose script the embedder was not trained on (rag.models.embed.model_languages), and
 rises to 1 when the query shares no term with the collection. eval.retrieval measures the choice.
 """
 from __future__ import annotations
