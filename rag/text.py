@@ -163,8 +163,8 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None, *,
     - at Latin `. ! ? …` followed by whitespace (or by a CJK character: "done.下一句"), except a
       single period after an abbreviation (`ABBREVIATIONS`), an initial or dotted acronym
       ("J. Smith", "U.S. Army"), or a list number at the start of its line ("1. Install");
-    - at a blank line, and at every line break of a paragraph in which at least two lines start
-      like list items or table rows.
+    - at a blank line, and, in a paragraph in which at least two lines start like list items or
+      table rows, at each line break before a line that starts a new item or row.
     Closing quotes and brackets after the punctuation stay with the sentence it ends.
 
     Options, one per job:
@@ -202,7 +202,9 @@ def _paragraph(text: str, start: int, end: int, spans: list[tuple[int, int]], ma
     while (m := _TERMINATOR.search(text, pos, end)) is not None:
         pos = m.end()
         if m.lastgroup is None:  # a line break
-            if lines:
+            # In a list, a line that does not start a new item continues the one above
+            # ("- Elasticsearch switched its default\n  similarity from TF-IDF to BM25 …").
+            if every_line or (lines and _LIST_LINE.match(text, pos, end)):
                 _add(text, begin, m.start(), spans)
                 begin = pos
             continue

@@ -210,3 +210,14 @@ def test_sentence_checks_slice_the_answer_text(tmp_path, make_cfg, reply: str) -
         ends.append(check.end)
     as_json = answer_to_json(answer)["sentences"]
     assert [(s["start"], s["end"]) for s in as_json] == [(c.start, c.end) for c in answer.sentences]
+
+
+def test_an_indented_line_continues_its_list_item() -> None:
+    # The shipped BM25 notes wrap list items; cutting there cost the extractive answer its figure.
+    t = ("- Lucene, and Elasticsearch on top of it. Elasticsearch switched its default\n"
+         "  similarity from TF-IDF to BM25 in version 5.0, released in 2016.\n"
+         "- SQLite FTS5 provides a bm25() ranking function.")
+    assert [t[a:b] for a, b in sentence_spans(t)] == [
+        "- Lucene, and Elasticsearch on top of it.",
+        "Elasticsearch switched its default\n  similarity from TF-IDF to BM25 in version 5.0, released in 2016.",
+        "- SQLite FTS5 provides a bm25() ranking function."]
