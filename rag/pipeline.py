@@ -245,9 +245,20 @@ class Pipeline:
         query = self.standalone_query(question, history)
         timings["rewrite"] = round(time.perf_counter() - t0, 4)
         hits = self.retrieve(query, timings=timings)
+        evidence = evidence_score(query, hits)
+        if history and query != question:
+            # A small model's rewrite can lose the subject ("它的缺点呢？" → "它的缺点是什么"); the
+            # heuristic rewrite is kept when its passages hold the stronger evidence.
+            from rag.answer.prompt import rewrite_followup
+
+            other = rewrite_followup(question, history)
+            if other != query:
+                other_hits = self.retrieve(other)
+                other_evidence = evidence_score(other, other_hits)
+                if other_evidence > evidence:
+                    query, hits, evidence = other, other_hits, other_evidence
         generator = self.generator
         mode: Mode = "generative" if generator is not None else "extractive"
-        evidence = evidence_score(query, hits)
         timings["evidence"] = round(evidence, 4)
         if not hits or should_abstain(evidence, self.cfg.abstain_threshold):
             text = refusal_text(question)
@@ -293,7 +304,20 @@ class Pipeline:
             if raw:
                 yield raw
         timings["generate"] = round(time.perf_counter() - t1, 4)
-        yield self._finish(question, query, mode, raw, sources, hits, timings, fallback=fallback)
+        answer = self._finish(question, query, mode, raw, sources, hits, timings, fallback=fallback)
+        if answer.mode == "generative" and _nothing_supported(answer):
+            # Every claim the model wrote is unsupported by what it cites (a wrong figure, an answer
+            # from outside the passages): quote the documents instead of showing that.
+            from rag.answer.extractive import extractive_answer
+
+            log.info("no sentence of the model's answer is supported; answering extractively")
+            yield Retraction("unsupported")
+            raw = extractive_answer(query, list(hits), embed=self.embedder.embed)
+            if raw:
+                yield raw
+            answer = self._finish(question, query, "extractive", raw, list(hits), hits, timings,
+                                  fallback="unsupported")
+        yield answer
 
     def _write(self, generator: Generator, prompt: Prompt,
                question: str) -> PyGenerator[str | Retraction, None, tuple[str, str | None]]:
@@ -350,7 +374,10 @@ class Pipeline:
                                  threshold=self.cfg.support_threshold)
         timings["verify"] = round(time.perf_counter() - t0, 4)
         notices = tuple(self.notices)
-        if fallback:
+        if fallback == "unsupported":
+            notices += ("no sentence of the model's answer was supported by the passages it cited; these are "
+                        "sentences quoted from the documents instead",)
+        elif fallback:
             notices += (f"the model's answer was unusable ({fallback}), twice; these are sentences quoted "
                         "from the documents instead",)
         return Answer(question=question, query=query, mode=mode, text=text, raw_text=raw, citations=citations,
@@ -380,6 +407,12 @@ class Pipeline:
         return replace(base, documents=len(idx.files()), chunks=idx.n_chunks, embed_model=idx.embed_model,
                        generation=idx.path.name, created=idx.manifest.get("created"),
                        dense_index=idx.manifest.get("dense_index"))
+
+
+def _nothing_supported(answer: Answer) -> bool:
+    """An answer that makes claims, none of which its citations support."""
+    claims = [s for s in answer.sentences if s.reason != "no claim"]
+    return bool(claims) and not any(s.supported for s in claims)
 
 
 def answer_to_json(answer: Answer) -> dict[str, Any]:

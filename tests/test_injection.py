@@ -59,5 +59,6 @@ def test_no_planted_marker_or_delimiter_survives_into_the_prompt(pipe_factory):
 def test_obedient_model_output_cannot_cite_missing_sources(pipe_factory, reply):
     ans = pipe_factory(FakeGenerator(reply)).ask(QUESTIONS[3])
     assert all(1 <= c.n <= len(ans.sources) for c in ans.citations)
-    assert ans.invalid_markers >= 1
+    assert ans.invalid_markers >= 1 or ans.fallback  # counted, or the whole answer was replaced by quotes
     assert all(not s.supported for s in ans.sentences if "HACKED" in s.text)
+    assert "HACKED" not in ans.text or ans.mode == "generative"

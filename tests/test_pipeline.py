@@ -8,7 +8,7 @@ import pytest
 from rag.errors import IndexMissingError, ModelMismatchError, ModelNotFoundError
 from rag.ingest.build import ingest
 from rag.pipeline import Pipeline, answer_to_json
-from rag.records import Answer, Status
+from rag.records import Answer, Retraction, Status
 from rag.testing import FakeEmbedder, FakeGenerator
 from tests.conftest import write_docs
 
@@ -72,9 +72,22 @@ def test_invalid_and_missing_markers_are_removed_or_flagged(collection):
 
 def test_number_mismatch_is_flagged(collection):
     cfg, emb = collection
-    gen = FakeGenerator("A 7B model in Q4_K_M needs about 9.9 GB of memory [1].")
+    gen = FakeGenerator("Q4_K_M stores about 4.8 bits per weight [1]. A 7B model in Q4_K_M needs about 9.9 GB "
+                        "of memory [1].")
     ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("How much memory does a 7B model need?")
-    assert not ans.sentences[0].supported and "9.9" in ans.sentences[0].reason
+    assert ans.mode == "generative" and ans.sentences[0].supported
+    assert not ans.sentences[1].supported and "9.9" in ans.sentences[1].reason
+
+
+def test_an_answer_with_no_supported_claim_is_replaced_by_quotes(collection):
+    cfg, emb = collection
+    gen = FakeGenerator("A 7B model in Q4_K_M needs about 9.9 GB of memory [1].")
+    events = list(Pipeline(cfg, embedder=emb, generator=gen, reranker=None).stream(
+        "How much memory does a 7B model need?"))
+    ans = events[-1]
+    assert isinstance(ans, Answer) and ans.mode == "extractive" and ans.fallback == "unsupported"
+    assert "4.4 GB" in ans.text and "9.9" not in ans.text and all(s.supported for s in ans.sentences)
+    assert any(isinstance(e, Retraction) for e in events)  # the UI is told to forget the wrong figure
 
 
 def test_models_own_refusal_is_a_refusal_with_near_misses(collection):

@@ -201,7 +201,8 @@ def test_sentence_checks_slice_the_answer_text(tmp_path, make_cfg, reply: str) -
     question = ("7B 模型在 Q4_K_M 下需要多少内存？" if has_cjk(reply)  # the junk guard wants the question's language
                 else "How much memory does a 7B model in Q4_K_M need?")
     answer = Pipeline(cfg, embedder=emb, generator=FakeGenerator(reply), reranker=None).ask(question)
-    assert answer.mode == "generative" and len(answer.sentences) >= 2
+    # (an answer none of whose claims is supported comes back as quotes: offsets must hold for both)
+    assert answer.sentences and (answer.mode == "generative" or answer.fallback == "unsupported")
     ends = [0]
     for check in answer.sentences:
         piece = answer.text[check.start:check.end]
