@@ -165,7 +165,10 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
             for i, hit in enumerate(answer.sources[:3]):
                 source_card(hit, hit.label, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
-    if answer.fallback:
+    if answer.fallback == "unsupported":
+        st.caption(":material/format_quote: Extractive answer: nothing the model wrote was supported by the "
+                   "documents, so these are sentences quoted from them.")
+    elif answer.fallback:
         st.caption(":material/format_quote: Extractive answer: the model's own answer was unusable "
                    f"({render.md_escape(answer.fallback)}), so these are sentences quoted from the documents.")
     elif answer.mode == "extractive":

@@ -335,7 +335,7 @@ def test_no_html_or_beacons_from_documents(env):
 
 
 @pytest.mark.slow
-def test_with_a_gguf_model_answers_are_generated_and_unsupported_sentences_flagged(env, monkeypatch):
+def test_with_a_gguf_model_junk_is_never_shown_as_an_answer(env, monkeypatch):
     pytest.importorskip("llama_cpp")
     pytest.importorskip("gguf")
     from rag.testing import write_tiny_gguf
@@ -347,9 +347,7 @@ def test_with_a_gguf_model_answers_are_generated_and_unsupported_sentences_flagg
     assert not at.sidebar.slider(key="temperature").disabled
     at = ask(at, QUESTION)
     answer = at.session_state.turns[0]["answer"]
-    assert answer.mode == "generative" and "Extractive answer" not in texts(at.caption)
-    # random weights write uncited text: every claim in it is flagged, visibly, with its reason
-    assert answer.sentences and all(not s.supported for s in answer.sentences if s.reason != "no claim")
-    shown = html_blocks(at, "rag-answer")[0]
-    assert 'class="rag-flagged"' in shown and "no citation" in shown
-    assert any("flagged by the verifier" in e.label for e in at.expander)
+    # random weights write junk or claims nothing supports: the answer is quotes, and says why
+    assert answer.mode == "extractive" and answer.fallback
+    assert "sentences quoted from the" in texts(at.caption)
+    assert answer.sentences and all(s.supported for s in answer.sentences)

@@ -174,8 +174,12 @@ def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     gen = LlamaCppGenerator(write_tiny_gguf(tmp_path / "tiny.gguf"), n_ctx=4096, seed=1)
     pipe = Pipeline(cfg.with_overrides(max_answer_tokens=24), embedder=emb, generator=gen, reranker=None)
     pieces, ans = answer(pipe, "How much memory does a 7B model need?")
-    assert len(pieces) >= 2 and ans.mode in ("generative", "refused") and ans.raw_text == "".join(pieces)
-    assert gen.count_tokens(ans.raw_text) <= 24 + 2
+    # Random weights write junk or unsupported text: the guard never lets it stand as the answer.
+    if ans.mode == "generative":
+        assert len(pieces) >= 2 and gen.count_tokens(ans.raw_text) <= 24 + 2
+    else:
+        assert ans.mode == "extractive" and ans.fallback and ans.sentences
+        assert all(s.supported for s in ans.sentences)
     # Context packing against the tiny window: the prompt fits n_ctx with the answer budget reserved.
     from rag.answer.prompt import build_prompt
 

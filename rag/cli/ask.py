@@ -83,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if answer.query != answer.question:
         print(f"(searched for: {answer.query})")
     if answer.fallback:
-        print(f"[extractive answer: the model's answer was unusable ({answer.fallback}); sentences quoted from the "
-              "documents instead]")
+        why = ("nothing the model wrote was supported by the documents" if answer.fallback == "unsupported"
+               else f"the model's answer was unusable ({answer.fallback})")
+        print(f"[extractive answer: {why}; sentences quoted from the documents instead]")
     elif answer.mode == "extractive":
         print("[extractive answer: sentences quoted from the documents; add a GGUF model for written answers]")
     print(format_sources(answer))
