@@ -307,16 +307,19 @@ class Pipeline:
         answer = self._finish(question, query, mode, raw, sources, hits, timings, fallback=fallback)
         if answer.mode == "generative" and _nothing_supported(answer):
             # Every claim the model wrote is unsupported by what it cites (a wrong figure, an answer
-            # from outside the passages): quote the documents instead of showing that.
+            # from outside the passages): quote the documents instead of showing that, when the
+            # quotes are in the question's language. Across languages the lexical verifier cannot
+            # tell a translation from an invention, so the answer stays, its sentences flagged.
             from rag.answer.extractive import extractive_answer
+            from rag.answer.guard import wrong_language
 
-            log.info("no sentence of the model's answer is supported; answering extractively")
-            yield Retraction("unsupported")
-            raw = extractive_answer(query, list(hits), embed=self.embedder.embed)
-            if raw:
-                yield raw
-            answer = self._finish(question, query, "extractive", raw, list(hits), hits, timings,
-                                  fallback="unsupported")
+            quotes = extractive_answer(query, list(hits), embed=self.embedder.embed)
+            if quotes and not wrong_language(quotes, question):
+                log.info("no sentence of the model's answer is supported; answering extractively")
+                yield Retraction("unsupported")
+                yield quotes
+                answer = self._finish(question, query, "extractive", quotes, list(hits), hits, timings,
+                                      fallback="unsupported")
         yield answer
 
     def _write(self, generator: Generator, prompt: Prompt,

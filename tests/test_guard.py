@@ -150,3 +150,12 @@ def test_an_unsupported_sentence_is_not_aligned_to_anything() -> None:
     text, changed = align_citations("The capital of Peru is Lima.", ["Q4_K_M stores 4.85 bits per weight."],
                                     OfflineVerifier(), threshold=0.4)
     assert (text, changed) == ("The capital of Peru is Lima.", 0)
+
+
+def test_unsupported_claims_stay_flagged_when_the_quotes_would_be_in_another_language(pipe_with) -> None:
+    # A Chinese answer over English passages: the lexical verifier cannot check a translation, and
+    # English quotes would not answer a Chinese reader. The answer stays, flagged.
+    gen = FakeGenerator("7B 模型在 Q4_K_M 下大约需要 4.4 GB 内存。[1]")
+    _, _, answer = run(pipe_with(gen), "Q4_K_M 的 7B 模型需要多少内存？")
+    assert answer.mode == "generative" and not answer.fallback
+    assert answer.sentences and not any(s.supported for s in answer.sentences)
