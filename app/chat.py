@@ -30,7 +30,7 @@ from rag.ingest.parse import SUFFIX_KINDS
 from rag.records import Answer, Retraction, Status
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUFFIX_KINDS]  # the loader's table: what the ingest reads
-ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-1.5b"
+ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-coder-1.5b"
 
 
 def safe_html(fragment: str) -> None:

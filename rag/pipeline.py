@@ -49,7 +49,7 @@ class _Auto(enum.Enum):
 
 _AUTO = _Auto.AUTO
 EXTRACTIVE_NOTICE = ("extractive mode: no GGUF model loaded; answers are sentences selected from the documents "
-                     "(add a model: python -m rag.models pull qwen2.5-1.5b, or --model PATH.gguf)")
+                     "(add a model: python -m rag.models pull qwen2.5-coder-1.5b, or --model PATH.gguf)")
 
 
 class Pipeline:
