@@ -289,18 +289,14 @@ class Pipeline:
                 timings["first_try"] = round(time.perf_counter() - t1, 4)
                 raw, junk = yield from self._write(generator, prompt_for(True), question)
             if junk is not None:
-                from rag.answer.extractive import extractive_answer
-
                 log.info("the model's second answer was unusable too (%s); answering extractively", junk)
                 fallback, mode, sources = junk, "extractive", list(hits)
-                raw = extractive_answer(query, sources, embed=self.embedder.embed)
+                raw = self._quotes(query, hits)
                 if raw:
                     yield raw
         else:
-            from rag.answer.extractive import extractive_answer
-
             sources = list(hits)
-            raw = extractive_answer(query, sources, embed=self.embedder.embed)
+            raw = self._quotes(query, hits)
             if raw:
                 yield raw
         timings["generate"] = round(time.perf_counter() - t1, 4)
@@ -310,10 +306,9 @@ class Pipeline:
             # from outside the passages): quote the documents instead of showing that, when the
             # quotes are in the question's language. Across languages the lexical verifier cannot
             # tell a translation from an invention, so the answer stays, its sentences flagged.
-            from rag.answer.extractive import extractive_answer
             from rag.answer.guard import wrong_language
 
-            quotes = extractive_answer(query, list(hits), embed=self.embedder.embed)
+            quotes = self._quotes(query, hits)
             if quotes and not wrong_language(quotes, question):
                 log.info("no sentence of the model's answer is supported; answering extractively")
                 yield Retraction("unsupported")
@@ -321,6 +316,12 @@ class Pipeline:
                 answer = self._finish(question, query, "extractive", quotes, list(hits), hits, timings,
                                       fallback="unsupported")
         yield answer
+
+    def _quotes(self, query: str, hits: Sequence[Hit]) -> str:
+        """The extractive answer: the no-model mode, and what replaces a model answer not to be shown."""
+        from rag.answer.extractive import extractive_answer
+
+        return extractive_answer(query, list(hits), embed=self.embedder.embed)
 
     def _write(self, generator: Generator, prompt: Prompt,
                question: str) -> PyGenerator[str | Retraction, None, tuple[str, str | None]]:

@@ -21,12 +21,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.answer.cite import find_markers, strip_markers
+from rag.answer.cite import find_markers, split_sentences, strip_markers
 from rag.answer.prompt import is_refusal
 from rag.index.tokenize import tokenize
 from rag.text import CJK_CHAR, language
-
-JUNK_REASONS = ("markers", "header-echo", "repetition", "language", "question-echo", "empty")
 
 HOLD_CHARS = 40  # enough text to tell an answer from markers, headers or the wrong language
 # Letters before a language verdict: fewer is noise ("Q4_K_M" opens Chinese answers). While streaming
@@ -38,6 +36,7 @@ _FILE_NAME = re.compile(r"[\w\u3400-\u9fff.-]+\.(?:pdf|md|markdown|txt|html?|doc
 _SOURCE_TAG = re.compile(r"<\s*/?\s*source\b", re.IGNORECASE)
 _WORD = re.compile(r"\w", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE_END = (".", "!", "?", "。", "！", "？")
 
 
 def _letters(text: str) -> tuple[int, int]:
@@ -201,6 +200,10 @@ class StreamGuard:
 
 
 def _last_sentence_end(text: str) -> int:
-    """Offset just after the last sentence terminator in text (0 if none)."""
-    ends = [m.end() for m in re.finditer(r"[.!?。！？](?:\s*\[\d+\])*", text)]
+    """Offset just after the last finished sentence of text, its markers included (0 if none).
+
+    >>> _last_sentence_end("Q4_K_M is 4-bit [1]. It is very")
+    20
+    """
+    ends = [b for a, b in split_sentences(text) if strip_markers(text[a:b]).endswith(_SENTENCE_END)]
     return ends[-1] if ends else 0
