@@ -63,7 +63,7 @@ SCHEMA = 1
 SAMPLE_SEED = 0
 RETRIEVAL_DEPTH = 10  # nDCG@10 needs ten results; the answer itself uses cfg.top_k of them
 # Run-key fields left out: where things live, and the threshold that is applied after the run.
-_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold")
+_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold", "gate_threshold")
 
 HEADLINE = ("recall@5", "mrr", "ndcg@10", "exact_match", "f1", "answer_recall", "faithfulness",
             "hallucination_rate", "silent_hallucination_rate", "citation_precision", "citation_recall",
@@ -326,6 +326,7 @@ def answer_question(pipe, q: Question, *, judge: str, independent=None) -> dict:
     return {
         "query": answer.query, "mode": answer.mode, "model_refused": answer.refused,
         "evidence": float(answer.timings.get("evidence", 0.0)),
+        "answerable": answer.timings.get("answerable"),
         "answer": "" if answer.refused else strip_markers(answer.text), "text": answer.text,
         "retrieved": [[h.chunk.source, list(h.chunk.pages)] for h in hits],
         "sentences": sentences, "citations": citations,
@@ -363,6 +364,19 @@ def ranked_keys(retrieved: Sequence[Sequence], gold: Sequence[Gold]) -> list[str
     return list(out)
 
 
+GATE_RECORD_ONLY = 1e-12  # a gate threshold no P(yes) falls under: the gate asks and records, never refuses
+
+
+def gated(record: dict, gate_threshold: float) -> bool:
+    """Whether the answerability gate refuses this record at `gate_threshold` (0: no gate).
+
+    >>> gated({"answerable": 0.2}, 0.5), gated({"answerable": 0.2}, 0.0), gated({}, 0.5)
+    (True, False, False)
+    """
+    p = record.get("answerable")
+    return gate_threshold > 0 and p is not None and float(p) < gate_threshold
+
+
 @dataclass
 class Scored:
     """Per-question values of each metric (the input of means and bootstrap intervals)."""
@@ -375,11 +389,11 @@ class Scored:
 
 
 def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
-          judge: str, refuses: Refuses = should_abstain) -> Scored:
+          judge: str, refuses: Refuses = should_abstain, gate_threshold: float = 0.0) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
     for q, r in zip(questions, records):
-        always = bool(r["model_refused"])
+        always = bool(r["model_refused"]) or gated(r, gate_threshold)
         refused = always or refuses(r["evidence"], abstain_threshold)
         ans_text = "" if refused else r["answer"]
         full_text = r["answer"]  # what answering would give, for the curve
@@ -450,7 +464,8 @@ def _round(x: float | None) -> float | None:
 def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[dict], *, cfg: Config,
                  judge: str, model: str | None, key: str, corpus: str, seconds: float,
                  refuses: Refuses = should_abstain) -> dict:
-    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses)
+    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses,
+               gate_threshold=cfg.gate_threshold)
     metrics, n, ci = {}, {}, {}
     for m in HEADLINE:
         vals = sc.values[m]
@@ -472,7 +487,8 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
     for t in sorted({q.type for q in questions}):
         idx = [i for i, q in enumerate(questions) if q.type == t]
         sub = score([questions[i] for i in idx], [records[i] for i in idx],
-                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses)
+                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses,
+                    gate_threshold=cfg.gate_threshold)
         by_type[t] = {"n": len(idx), **{m: _round(M.share(sub.values[m])) for m in HEADLINE}}
     reranked = any(r.get("reranked") for r in records)
     notices = sorted({x for r in records for x in r.get("notices", [])})
@@ -497,6 +513,7 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         "definitions": {m: {"group": g, "over": over, "formula": f} for m, (g, over, f) in DEFINITIONS.items()},
         "abstention": {
             "threshold": cfg.abstain_threshold,
+            "gate": gate_summary(questions, records, cfg.gate_threshold),
             "aurc": _round(M.area_under_risk_coverage(curve)),
             "curve": [{"threshold": p.threshold, "coverage": _round(p.coverage), "risk": _round(p.risk),
                        "correct_refusal_rate": _round(p.correct_refusal_rate),
@@ -513,6 +530,24 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         "notices": notices,
         "seconds": round(seconds, 1),
     }
+
+
+def gate_summary(questions: Sequence[Question], records: Sequence[dict], threshold: float) -> dict | None:
+    """How the answerability gate's P(yes) separates answerable from unanswerable questions (AUROC), and
+    what its threshold alone refuses; None when no record has a gate score."""
+    pairs = [(q.answerable, float(r["answerable"])) for q, r in zip(questions, records)
+             if r.get("answerable") is not None]
+    if not pairs:
+        return None
+    labels = [int(a) for a, _ in pairs]
+    scores = [p for _, p in pairs]
+    refused = [p < threshold for p in scores]
+    correct, false = M.refusal_rates(refused, [bool(x) for x in labels])
+    return {"threshold": threshold, "n": len(pairs),
+            "auroc": _round(M.auroc(labels, scores)) if 0 < sum(labels) < len(labels) else None,
+            "correct_refusal_rate": _round(correct), "false_refusal_rate": _round(false),
+            "answerable": [p for p, a in zip(scores, labels) if a],
+            "unanswerable": [p for p, a in zip(scores, labels) if not a]}
 
 
 def versions() -> dict:
@@ -591,8 +626,10 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
             from eval.harness import index_documents
 
             cfg = index_documents(es.docs, cfg, embedder, out / "index")
-    # Every question gets an answer; the configured threshold is applied when scoring.
-    run_cfg = cfg.with_overrides(abstain_threshold=-math.inf)
+    # Every question gets an answer; the configured thresholds are applied when scoring. The gate still
+    # asks its question (a threshold above 0 turns it on) and records P(yes) without refusing.
+    run_cfg = cfg.with_overrides(abstain_threshold=-math.inf,
+                                 gate_threshold=GATE_RECORD_ONLY if cfg.gate_threshold > 0 else 0.0)
     embedder = MemoEmbedder(embedder)
     if model:
         return Pipeline(run_cfg.with_overrides(llm_model=str(model)), embedder=embedder)

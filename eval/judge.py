@@ -15,30 +15,17 @@ fixed 0.5 cut.
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.answer.gate import p_yes_from
+
 SYSTEM = "You check whether a claim is supported by the evidence. Answer with one word: yes or no."
 QUESTION = "Is the claim fully supported by the evidence? Reply yes or no."
 CUT = 0.5  # P(yes) at or above this counts as supported
 EVIDENCE_CHARS = 6000  # a few passages; more would not fit a small judge's context with room to spare
-
-
-def p_yes_from(logits: Sequence[float], yes_ids: Sequence[int], no_ids: Sequence[int]) -> float:
-    """P(yes) among the yes/no tokens.
-
-    >>> round(p_yes_from([0.0, 2.0, 0.0, -1.0], yes_ids=[1], no_ids=[3]), 3)
-    0.953
-    """
-    ys = [float(logits[i]) for i in yes_ids]
-    ns = [float(logits[i]) for i in no_ids]
-    top = max(ys + ns)
-    y = sum(math.exp(v - top) for v in ys)
-    n = sum(math.exp(v - top) for v in ns)
-    return y / (y + n)
 
 
 class LlamaJudge:

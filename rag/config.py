@@ -100,6 +100,9 @@ class Config:
     abstain_threshold: float = 0.39
     # verifier score below this flags a sentence (eval.detector: best mean balanced accuracy on HaluEval + BEGIN)
     support_threshold: float = 0.40
+    # answerability gate (rag.answer.gate): the generator is asked yes/no whether its passages answer the
+    # question; P(yes) below this refuses. 0 turns the gate off; extractive mode has none.
+    gate_threshold: float = 0.5
     verifier: str = "offline"  # offline | nli:<hf name> | llm
 
     # --- concurrency

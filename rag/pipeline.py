@@ -282,6 +282,19 @@ class Pipeline:
                 yield text
                 yield self._answer(question, query, "refused", text, text, hits, timings)
                 return
+            if self.cfg.gate_threshold > 0:
+                from rag.answer.gate import answerable_probability
+
+                t_gate = time.perf_counter()
+                p_yes = answerable_probability(generator, prompt, question)
+                if p_yes is not None:
+                    timings["gate"] = round(time.perf_counter() - t_gate, 4)
+                    timings["answerable"] = round(p_yes, 4)
+                    if p_yes < self.cfg.gate_threshold:
+                        text = refusal_text(question)
+                        yield text
+                        yield self._answer(question, query, "refused", text, text, hits, timings)
+                        return
             sources = list(prompt.sources)
             raw, junk = yield from self._write(generator, prompt, question)
             if junk is not None:  # one more try with a firmer last line, then the extractive answer

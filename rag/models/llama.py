@@ -67,6 +67,7 @@ class LlamaCppGenerator:
         self.n_threads = n_threads or default_decode_threads()
         self.n_threads_batch = n_threads_batch or physical_cores()
         self._lock = threading.Lock()
+        self._yes_no: tuple[list[int], list[int]] | None = None
         try:
             self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                                        n_threads=self.n_threads, n_threads_batch=self.n_threads_batch, seed=seed,
@@ -117,6 +118,32 @@ class LlamaCppGenerator:
                     raise
                 raise RagError(f"the prompt does not fit the model's context window of {self.context_window} "
                                f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
+
+
+    def yes_probability(self, messages: list[Message]) -> float:
+        """P(yes) over the yes/no tokens of the first answer token (rag.answer.gate); nothing is sampled
+        beyond one token. Same lock as `stream`."""
+        from rag.answer.gate import NO_WORDS, YES_WORDS, p_yes_from
+
+        if self._yes_no is None:
+            self._yes_no = (self._first_tokens(YES_WORDS), self._first_tokens(NO_WORDS))
+        seen: list[Any] = []
+
+        def capture(_ids: Any, scores: Any) -> Any:
+            seen.append(scores.copy())
+            return scores
+
+        import llama_cpp
+
+        with self._lock:
+            self.llm.create_chat_completion(messages=list(messages),  # type: ignore[arg-type]
+                                            max_tokens=1, temperature=0.0, seed=self.seed,
+                                            logits_processor=llama_cpp.LogitsProcessorList([capture]))
+        return p_yes_from(seen[0], *self._yes_no) if seen else 0.0
+
+    def _first_tokens(self, words: Sequence[str]) -> list[int]:
+        firsts = (self.llm.tokenize(w.encode(), add_bos=False, special=False)[:1] for w in words)
+        return sorted({ids[0] for ids in firsts if ids})
 
 
 def _save_state_without_logits(llm: llama_cpp.Llama) -> llama_cpp.LlamaState:

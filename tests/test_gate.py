@@ -1,0 +1,110 @@
+"""The answerability gate: the model asked yes/no before it writes, sharing the answer prompt's prefix."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from rag.answer.gate import GATE_QUESTION, gate_messages
+from rag.answer.prompt import ANSWER_IN, build_prompt
+from rag.ingest.build import ingest
+from rag.pipeline import Pipeline
+from rag.testing import FakeEmbedder, FakeGenerator
+from tests.conftest import write_docs
+
+DOCS = {"quant.md": "# Quantization\n\nQ4_K_M stores about 4.8 bits per weight.\n\n"
+                    "A 7B model in Q4_K_M needs about 4.4 GB of memory.\n",
+        "zh.md": "# 缓存\n\n上下文为 4096 个词元时，KV 缓存共 2 GiB。\n"}
+
+
+class GatedGenerator(FakeGenerator):
+    """A scripted writer whose yes/no answer is fixed, recording what it was asked."""
+
+    def __init__(self, reply: str, p_yes: float) -> None:
+        super().__init__(reply)
+        self.p_yes = p_yes
+        self.asked: list[list[dict[str, str]]] = []
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        self.asked.append(messages)
+        return self.p_yes
+
+    def stream(self, messages, *, max_tokens: int, temperature: float | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        yield from super().stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
+
+
+@pytest.fixture
+def collection(tmp_path, make_cfg):
+    cfg = make_cfg(abstain_threshold=0.0)
+    emb = FakeEmbedder()
+    ingest(write_docs(tmp_path / "docs", DOCS), cfg, embedder=emb)
+    return cfg, emb
+
+
+@pytest.mark.parametrize("question, lang", [("How much memory does a 7B model need?", "en"),
+                                            ("KV 缓存有多大？", "zh")])
+def test_gate_question_shares_the_answer_prompt_up_to_the_question(collection, question, lang):
+    cfg, emb = collection
+    hits = Pipeline(cfg, embedder=emb, generator=None, reranker=None).retrieve(question)
+    prompt = build_prompt(question, hits, count_tokens=lambda s: len(s.split()), context_window=4096,
+                          answer_tokens=512)
+    asked = gate_messages(prompt, question)
+    assert asked[:-1] == list(prompt.messages[:-1])  # system, example, history: identical
+    answer_user, gate_user = prompt.messages[-1]["content"], asked[-1]["content"]
+    shared = answer_user[: -len(ANSWER_IN[lang])]
+    assert gate_user == shared + GATE_QUESTION[lang] and f"Question: {question}\n" in shared
+    assert '<source id="1">' in shared  # the passages are in the shared part: read once
+
+
+def test_a_no_from_the_gate_refuses_without_writing(collection):
+    cfg, emb = collection
+    gen = GatedGenerator("Canberra is the capital of Australia [1].", p_yes=0.1)
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("What is the capital of Australia?")
+    assert ans.refused and gen.prompts == [] and len(gen.asked) == 1
+    assert ans.timings["answerable"] == 0.1 and ans.sources  # nearest passages still shown
+
+
+def test_a_yes_from_the_gate_lets_the_model_answer(collection):
+    cfg, emb = collection
+    gen = GatedGenerator("A 7B model in Q4_K_M needs about 4.4 GB of memory [1].", p_yes=0.9)
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("How much memory does a 7B model need?")
+    assert ans.mode == "generative" and not ans.refused and "4.4 GB" in ans.text
+    assert len(gen.asked) == 1 and len(gen.prompts) == 1
+
+
+def test_chinese_question_is_refused_in_chinese(collection):
+    cfg, emb = collection
+    gen = GatedGenerator("不会被写出 [1]。", p_yes=0.0)
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("北京到上海的高铁需要多长时间？")
+    assert ans.refused and ans.text == "文档中没有找到这个问题的答案。"
+    assert gen.asked[0][-1]["content"].endswith(GATE_QUESTION["zh"])
+
+
+def test_threshold_zero_turns_the_gate_off(collection):
+    cfg, emb = collection
+    gen = GatedGenerator("A 7B model in Q4_K_M needs about 4.4 GB of memory [1].", p_yes=0.0)
+    ans = Pipeline(cfg.with_overrides(gate_threshold=0.0), embedder=emb, generator=gen,
+                   reranker=None).ask("How much memory does a 7B model need?")
+    assert not ans.refused and gen.asked == [] and "answerable" not in ans.timings
+
+
+def test_a_generator_that_cannot_be_asked_is_not_gated(collection):
+    cfg, emb = collection
+    gen = FakeGenerator("A 7B model in Q4_K_M needs about 4.4 GB of memory [1].")
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("How much memory does a 7B model need?")
+    assert not ans.refused and "answerable" not in ans.timings
+
+
+@pytest.mark.slow
+def test_llama_cpp_yes_probability_is_a_probability(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from rag.models.llama import LlamaCppGenerator
+    from rag.testing import write_tiny_gguf
+
+    gen = LlamaCppGenerator(write_tiny_gguf(tmp_path / "tiny.gguf"), n_ctx=2048, seed=1)
+    messages = [{"role": "user", "content": "Is water wet? Reply yes or no."}]
+    p = gen.yes_probability(messages)
+    assert 0.0 < p < 1.0 and gen.yes_probability(messages) == pytest.approx(p)  # deterministic
+    # It leaves the model usable for writing, with the same lock.
+    assert isinstance("".join(gen.stream(messages, max_tokens=3)), str)
