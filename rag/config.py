@@ -74,6 +74,9 @@ class Config:
     fusion_alpha: float = 0.5
     candidates: int = 100  # per retriever, before fusion
     top_k: int = 5  # sources given to the generator
+    # A source longer than this many tokens is cut to its best window of whole sentences before the
+    # generator reads it (rag.answer.focus): prompt reading is most of a CPU answer's time. 0: whole chunks.
+    passage_tokens: int = 100
 
     # --- reranking
     rerank: bool = True

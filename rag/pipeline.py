@@ -268,13 +268,17 @@ class Pipeline:
         t1 = time.perf_counter()
         fallback = ""
         if generator is not None:
+            from rag.answer.focus import focus_passages
             from rag.answer.prompt import build_prompt
+
+            passages = focus_passages(query, hits, budget=self.cfg.passage_tokens,
+                                      count_tokens=generator.count_tokens)
 
             def prompt_for(retry: bool) -> Prompt:
                 assert generator is not None
                 return build_prompt(question, hits, history=history, count_tokens=generator.count_tokens,
                                     context_window=generator.context_window,
-                                    answer_tokens=self.cfg.max_answer_tokens, retry=retry)
+                                    answer_tokens=self.cfg.max_answer_tokens, retry=retry, passages=passages)
 
             prompt = prompt_for(False)
             if not prompt.sources:

@@ -42,6 +42,7 @@ _CJK_END = "。！？"
 class _Candidate:
     hit: int  # 0-based rank of the hit
     start: int  # offset in the chunk text, for document order
+    end: int  # end offset in the chunk text
     text: str
     terms: frozenset[str]
 
@@ -53,17 +54,10 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     Sentences are joined by a space, or by nothing after Chinese end punctuation.
     Empty `hits` (or hits without text) → "".
     """
-    candidates = _candidates(hits)
+    candidates, scores = scored_sentences(question, hits, embed=embed)
     if not candidates:
         return ""
     query = set(tokenize(question))
-    scores = _coverage(query, candidates)
-    scores += np.array([RANK_WEIGHT / (c.hit + 1) for c in candidates])
-    scores *= np.array([_answer_shape(question, c.text) for c in candidates])
-    if embed is not None:
-        vectors = np.asarray(embed([question] + [c.text for c in candidates]), dtype=np.float32)
-        scores += EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
-
     order = sorted(range(len(candidates)), key=lambda k: (-scores[k], candidates[k].hit, candidates[k].start))
     best = order[0]
     chosen = [best]
@@ -88,6 +82,24 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
         previous = _terminated(candidates[k].text)
         answer += f"{previous}[{candidates[k].hit + 1}]"
     return answer
+
+
+def scored_sentences(question: str, hits: Sequence[Hit], *,
+                     embed: Callable[[list[str]], np.ndarray] | None = None) -> tuple[list[_Candidate], np.ndarray]:
+    """Every sentence of every hit with its answer score (the formula in the module docstring).
+
+    Also what `rag.answer.focus` keeps of a long passage for a small model.
+    """
+    candidates = _candidates(hits)
+    if not candidates:
+        return [], np.zeros(0)
+    scores = _coverage(set(tokenize(question)), candidates)
+    scores += np.array([RANK_WEIGHT / (c.hit + 1) for c in candidates])
+    scores *= np.array([_answer_shape(question, c.text) for c in candidates])
+    if embed is not None:
+        vectors = np.asarray(embed([question] + [c.text for c in candidates]), dtype=np.float32)
+        scores += EMBED_WEIGHT * np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
+    return candidates, scores
 
 
 _QUANTITY_QUESTION = re.compile(r"^\s*(how (much|many|long|large|big|fast|old)|what (size|percentage|number))"
@@ -119,7 +131,7 @@ def _candidates(hits: Sequence[Hit]) -> list[_Candidate]:
             sentence = strip_markers(" ".join(text[a:b].split()))
             terms = frozenset(tokenize(sentence))
             if terms:
-                out.append(_Candidate(i, a, sentence, terms))
+                out.append(_Candidate(i, a, b, sentence, terms))
     return out
 
 

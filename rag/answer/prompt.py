@@ -200,13 +200,14 @@ def _example() -> tuple[dict[str, str], dict[str, str]]:
 
 def build_prompt(question: str, hits: Sequence[Hit], *, history: Sequence[dict[str, str]] = (),
                  count_tokens: Callable[[str], int], context_window: int,
-                 answer_tokens: int, retry: bool = False) -> Prompt:
+                 answer_tokens: int, retry: bool = False, passages: Sequence[str] | None = None) -> Prompt:
     """Messages for the generator, with as many top-ranked sources as the budget allows.
 
     With `count_tokens = lambda s: len(s.split())`, a 5-sentence source that only half fits is
     cut after its last whole sentence that fits, and every lower-ranked hit is `dropped`.
     Always `prompt_tokens + answer_tokens <= context_window` unless the instructions and the
     question alone do not fit (then no sources are packed and the caller should refuse).
+    `passages`, one per hit, replaces the chunk texts shown (`rag.answer.focus` windows).
     """
     budget = context_window - answer_tokens
 
@@ -223,15 +224,16 @@ def build_prompt(question: str, hits: Sequence[Hit], *, history: Sequence[dict[s
     blocks: list[str] = []
     packed: list[Hit] = []
     separator = count_tokens("\n\n")
-    for n, hit in enumerate(hits, start=1):
-        block = source_block(n, hit)
+    shown = list(passages) if passages is not None else [h.chunk.text for h in hits]
+    for n, (hit, text) in enumerate(zip(hits, shown), start=1):
+        block = source_block(n, hit, text)
         need = count_tokens(block) + separator
         if need <= room:
             blocks.append(block)
             packed.append(hit)
             room -= need
             continue
-        cut = _truncated_block(n, hit, room - separator, count_tokens)
+        cut = _truncated_block(n, hit, text, room - separator, count_tokens)
         if cut is not None:
             blocks.append(cut)
             packed.append(hit)
@@ -249,9 +251,8 @@ def build_prompt(question: str, hits: Sequence[Hit], *, history: Sequence[dict[s
                   prompt_tokens=total)
 
 
-def _truncated_block(n: int, hit: Hit, room: int, count_tokens: Callable[[str], int]) -> str | None:
+def _truncated_block(n: int, hit: Hit, text: str, room: int, count_tokens: Callable[[str], int]) -> str | None:
     """The source cut after its last whole sentence that fits, or None below 40 % of its text."""
-    text = hit.chunk.text
     ends = [b for _, b in split_sentences(text)]
     lo, hi, best = 0, len(ends) - 1, None
     while lo <= hi:  # the longest prefix of whole sentences whose block fits
