@@ -21,6 +21,7 @@ what this avoids).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def focus_passages(question: str, hits: Sequence[Hit], *, budget: int, count_tok
         lo = hi = best
         text = texts[i]
 
-        def window(a: int, b: int, text: str = text, mine: list = mine) -> str:
+        def window(a: int, b: int, text: str = text, mine: list[tuple[Any, float]] = mine) -> str:
             return text[mine[a][0].start:mine[b][0].end].strip()
 
         while True:
