@@ -136,7 +136,8 @@ def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
     except RagError as err:
         st.warning(render.md_escape(str(err)))
         return
-    st.caption(render.md_escape(f"{record.source} · page {span.number} of {len(doc.pages)}"))
+    printed = f"printed page {span.label} · PDF " if span.label and span.label != str(span.number) else ""
+    st.caption(render.md_escape(f"{record.source} · {printed}page {span.number} of {len(doc.pages)}"))
     try:
         st.image(_page_png(str(Path(ctx["docs_dir"]) / record.source), record.hash, span.number,
                            span.text[span.start:span.end]), width="stretch")

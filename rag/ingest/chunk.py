@@ -97,6 +97,7 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
                          f"with max_tokens={max_tokens}")
     text = doc.text
     page_starts = doc.page_starts
+    labels = {p.number: p.label for p in doc.pages} if any(p.label for p in doc.pages) else None
     chunks: list[Chunk] = []
     for heading_path, body_start, body_end in _sections(text, headings=doc.kind in HEADING_KINDS):
         paragraphs = (_paragraph_pieces(text, s, e, max_tokens, count_tokens)
@@ -104,10 +105,11 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
         for pieces in _pack(paragraphs, max_tokens, overlap_tokens):
             for start, end in _within_bound(text, pieces, max_tokens, count_tokens):
                 span = text[start:end]
+                pages = _pages(doc.pages, page_starts, start, end)
                 chunks.append(Chunk(
                     id=chunk_id(doc.source, start, end, span), source=doc.source, text=span,
-                    start=start, end=end, pages=_pages(doc.pages, page_starts, start, end),
-                    heading_path=heading_path, ordinal=len(chunks)))
+                    start=start, end=end, pages=pages, heading_path=heading_path, ordinal=len(chunks),
+                    page_labels=tuple(labels[n] or str(n) for n in pages) if labels else ()))
     return chunks
 
 

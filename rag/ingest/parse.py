@@ -29,6 +29,12 @@ from rag.records import Document
 
 Kind = Literal["pdf", "html", "md", "txt"]  # Document.kind
 
+# Recorded in every index manifest (rag.ingest.build.settings_signature), like the tokenizer's:
+# bump it whenever a parser gives different pages, text or labels for the same bytes, so the next
+# ingest parses every file again instead of keeping what an older parser made of it.
+# 2: printed page labels.
+EXTRACT_VERSION = "2"
+
 
 @dataclass(frozen=True)
 class Format:

@@ -248,8 +248,23 @@ def _pdf_title(reader: PdfReader, first_page: str) -> str:
     return first_line(first_page)
 
 
+def page_labels(reader: PdfReader) -> list[str]:
+    """The printed page numbers the PDF defines (/PageLabels: 'i', 'ii', '251'…), one per page,
+    or [] when it defines none, or only labels equal to the page numbers, or a broken tree."""
+    try:
+        if "/PageLabels" not in reader.root_object:  # pypdf would compute '1', '2'… for every page
+            return []
+        labels = [str(label) for label in reader.page_labels]
+    except Exception:  # the tree is optional and sometimes malformed: the PDF's numbers still hold
+        return []
+    if all(label == str(i) for i, label in enumerate(labels, 1)):
+        return []
+    return labels
+
+
 def parse_pdf(source: str, data: bytes) -> Document:
-    """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones).
+    """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones,
+    printed page labels go beside them in `Page.label`).
 
     Garbage pages are dropped while they are a minority; when they are half or more, the file fails.
     """
@@ -276,6 +291,7 @@ def parse_pdf(source: str, data: bytes) -> Document:
     if count == 0:
         raise LoadError(source, "corrupt or truncated PDF: no pages", FIX_RE_EXPORT)
 
+    labels = page_labels(reader)
     pages: list[Page] = []
     with_text = garbage = 0
     errors: list[Exception] = []
@@ -290,7 +306,7 @@ def parse_pdf(source: str, data: bytes) -> Document:
         if looks_like_garbage(raw):
             garbage += 1
             continue
-        pages.append(Page(number=index + 1, text=text))
+        pages.append(Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else ""))
     if with_text == 0 and errors:
         raise LoadError(source, f"corrupt or truncated PDF: {_short_error(errors[0])}", FIX_RE_EXPORT)
     if with_text == 0:
