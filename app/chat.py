@@ -245,7 +245,8 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
         return
     show_flash()
     n = st.session_state.setdefault("uploader", 0)
-    files = st.file_uploader("Add documents (PDF, Markdown, text, HTML)", type=UPLOAD_TYPES,
+    files = st.file_uploader("Add documents (PDF, Word, Excel, CSV, PowerPoint, Markdown, text, HTML)",
+                             type=UPLOAD_TYPES,
                              accept_multiple_files=True, key=f"uploader-{n}",
                              max_upload_size=max(1, math.ceil(ctx["max_bytes"] / 2**20)))
     if files:

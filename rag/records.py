@@ -47,7 +47,7 @@ def pages_text(pages: tuple[int, ...] | list[int], labels: tuple[str, ...] | lis
 @dataclass(frozen=True)
 class Document:
     source: str  # path relative to the ingested folder, posix separators: the user-facing name
-    kind: Literal["pdf", "md", "txt", "html"]
+    kind: Literal["pdf", "md", "txt", "html", "docx", "xlsx", "csv", "pptx"]
     pages: tuple[Page, ...]
     title: str = ""
     paginated: bool = False  # True for PDFs: page numbers mean something to the user

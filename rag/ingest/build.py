@@ -351,7 +351,10 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
             if found or report.failed:
                 raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
                                   "(see the reasons above) and none was indexed before")
-            raise IngestError(f"no supported documents in {folder} (supported: .pdf .md .txt .html .htm); "
+            from rag.ingest.parse import SUPPORTED_SUFFIXES
+
+            supported = " ".join(sorted(SUPPORTED_SUFFIXES))
+            raise IngestError(f"no supported documents in {folder} (supported: {supported}); "
                               "fix: point the command at the folder that holds your documents")
 
         report.files = len(records)
