@@ -35,7 +35,7 @@ Kind = Literal["pdf", "html", "md", "txt", "docx", "xlsx", "csv", "pptx"]  # Doc
 # Recorded in every index manifest (rag.ingest.build.settings_signature), like the tokenizer's:
 # bump it whenever a parser gives different pages, text or labels for the same bytes, so the next
 # ingest parses every file again instead of keeping what an older parser made of it.
-# 2: printed page labels.
+# 2: printed page labels; the CJK Radicals Supplement folded in PDF text (rag.text.RADICAL_TABLE).
 EXTRACT_VERSION = "2"
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rag.errors import LoadError
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
 from rag.records import Document, Page
+from rag.text import RADICAL_TABLE
 
 if TYPE_CHECKING:  # for annotations only: pypdf is imported when a PDF is read
     from pypdf import PdfReader
@@ -42,10 +43,9 @@ FIX_DECRYPT = "decrypt it, e.g. qpdf --decrypt in.pdf out.pdf, and ingest again"
 def _pdf_char_table() -> dict[int, str]:
     """Ligatures (ﬁ → fi) and Kangxi/CJK radicals (⽤ → 用) that PDF fonts emit for plain characters."""
     table = {c: unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB00, 0xFB07)}
-    for c in (*range(0x2E80, 0x2EF4), *range(0x2F00, 0x2FD6)):
-        folded = unicodedata.normalize("NFKC", chr(c))
-        if folded != chr(c):
-            table[c] = folded
+    for c in range(0x2F00, 0x2FD6):
+        table[c] = unicodedata.normalize("NFKC", chr(c))
+    table.update(RADICAL_TABLE)  # the supplement, which NFKC barely folds: ⻅ → 见, ⻣ → 骨
     return table
 
 
