@@ -136,7 +136,8 @@ def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
     except RagError as err:
         st.warning(render.md_escape(str(err)))
         return
-    st.caption(render.md_escape(f"{record.source} · page {span.number} of {len(doc.pages)}"))
+    printed = f"printed page {span.label} · PDF " if span.label and span.label != str(span.number) else ""
+    st.caption(render.md_escape(f"{record.source} · {printed}page {span.number} of {len(doc.pages)}"))
     try:
         st.image(_page_png(str(Path(ctx["docs_dir"]) / record.source), record.hash, span.number,
                            span.text[span.start:span.end]), width="stretch")
@@ -244,7 +245,8 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
         return
     show_flash()
     n = st.session_state.setdefault("uploader", 0)
-    files = st.file_uploader("Add documents (PDF, Markdown, text, HTML)", type=UPLOAD_TYPES,
+    files = st.file_uploader("Add documents (PDF, Word, Excel, CSV, PowerPoint, Markdown, text, HTML)",
+                             type=UPLOAD_TYPES,
                              accept_multiple_files=True, key=f"uploader-{n}",
                              max_upload_size=max(1, math.ceil(ctx["max_bytes"] / 2**20)))
     if files:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from rag.answer.cite import find_markers
-from rag.records import Answer, Citation, Hit, SentenceCheck
+from rag.records import Answer, Citation, Hit, SentenceCheck, pages_text
 
 _ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _ENTITIES = {ord(c): f"&#{ord(c)};" for c in _ASCII_PUNCT}
@@ -163,20 +163,21 @@ def user_html(text: str) -> str:
 # --- labels ------------------------------------------------------------------------------------------
 
 
-def pages_label(pages: Sequence[int], paginated: bool) -> str:
-    """'p. 3', 'p. 3-4', or '' for unpaginated text.
+def pages_label(pages: Sequence[int], paginated: bool, labels: Sequence[str] = ()) -> str:
+    """'p. 3', 'p. 3-4', 'p. 251 (PDF page 1)' with printed labels, or '' for unpaginated text.
 
     >>> pages_label((3, 4), True), pages_label((2,), True), pages_label((1,), False)
     ('p. 3-4', 'p. 2', '')
+    >>> pages_label((1,), True, ("251",))
+    'p. 251 (PDF page 1)'
     """
     if not paginated or not pages:
         return ""
-    lo, hi = min(pages), max(pages)
-    return f"p. {lo}" if lo == hi else f"p. {lo}-{hi}"
+    return pages_text(tuple(pages), tuple(labels))
 
 
 def citation_label(c: Citation) -> str:
-    where = pages_label(c.pages, c.paginated)
+    where = pages_label(c.pages, c.paginated, c.page_labels)
     return f"[{c.n}] {c.source}" + (f" · {where}" if where else "")
 
 
@@ -241,7 +242,7 @@ def chat_to_markdown(turns: Iterable[dict], *, title: str = "Chat export") -> st
         if answer.citations:
             lines += ["Sources:", ""]
             for c in answer.citations:
-                where = pages_label(c.pages, c.paginated)
+                where = pages_label(c.pages, c.paginated, c.page_labels)
                 quote = " ".join(c.quote.split())
                 lines.append(f"- [{c.n}] {_export_text(c.source)}" + (f", {where}" if where else "")
                              + (f" — “{_export_text(quote)}”" if quote else ""))

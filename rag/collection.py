@@ -117,6 +117,7 @@ class PageSpan:
     text: str  # the whole page's text
     start: int  # the quote is text[start:end]; start == end when it could not be placed
     end: int
+    label: str = ""  # the printed page number (Page.label), '' when the PDF defines none
 
 
 def cited_page(doc: Document, chunk: Chunk, quote_start: int, quote_len: int) -> PageSpan:
@@ -135,7 +136,7 @@ def cited_page(doc: Document, chunk: Chunk, quote_start: int, quote_len: int) ->
     page = doc.pages[i]
     a = min(at - starts[i], len(page.text))
     b = min(a + max(0, quote_len), len(page.text))
-    return PageSpan(page.number, page.text, a, b)
+    return PageSpan(page.number, page.text, a, b, page.label)
 
 
 # --- uploads and deletions as the UI runs them: save, then the same incremental ingest -------------

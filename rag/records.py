@@ -18,12 +18,36 @@ PAGE_JOINER = "\n\n"  # between pages in Document.text; a page break is a paragr
 class Page:
     number: int  # 1-based; text formats are one page
     text: str
+    label: str = ""  # the printed page number a PDF defines (/PageLabels: 'iv', '251'); '' when none
+
+
+def pages_text(pages: tuple[int, ...] | list[int], labels: tuple[str, ...] | list[str] = ()) -> str:
+    """'p. 3', 'p. 3-4', or with printed labels 'p. 251 (PDF page 1)', 'p. xi-2 (PDF pages 11-12)'.
+
+    >>> pages_text((3, 4)), pages_text((1,), ("251",)), pages_text((11, 12), ("xi", "2"))
+    ('p. 3-4', 'p. 251 (PDF page 1)', 'p. xi-2 (PDF pages 11-12)')
+
+    `labels` run parallel to `pages`; they are shown only when the first or last differs from its
+    PDF page number, so a PDF whose labels are '1', '2'… reads as before. '' for no pages.
+    """
+    if not pages:
+        return ""
+    lo, hi = min(pages), max(pages)
+    numbers = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    if len(labels) != len(pages):
+        return f"p. {numbers}"
+    by_page = dict(zip(pages, labels))
+    first, last = by_page[lo] or str(lo), by_page[hi] or str(hi)
+    if first == str(lo) and last == str(hi):
+        return f"p. {numbers}"
+    printed = first if lo == hi else f"{first}-{last}"
+    return f"p. {printed} (PDF page{'' if lo == hi else 's'} {numbers})"
 
 
 @dataclass(frozen=True)
 class Document:
     source: str  # path relative to the ingested folder, posix separators: the user-facing name
-    kind: Literal["pdf", "md", "txt", "html"]
+    kind: Literal["pdf", "md", "txt", "html", "docx", "xlsx", "csv", "pptx"]
     pages: tuple[Page, ...]
     title: str = ""
     paginated: bool = False  # True for PDFs: page numbers mean something to the user
@@ -52,13 +76,15 @@ class Chunk:
     pages: tuple[int, ...]
     heading_path: tuple[str, ...] = ()
     ordinal: int = 0  # position within its document
+    # Printed labels of `pages`, one each ('251', 'iv'), or () when the PDF defines none: `pages`
+    # stay the PDF's own 1-based indexes, which the page viewer opens.
+    page_labels: tuple[str, ...] = ()
 
     def label(self, *, paginated: bool = True) -> str:
-        """'report.pdf p. 3-4', or just the file name for unpaginated text."""
+        """'report.pdf p. 3-4', 'report.pdf p. 251 (PDF page 1)', or the file name for unpaginated text."""
         if not paginated or not self.pages:
             return self.source
-        lo, hi = self.pages[0], self.pages[-1]
-        return f"{self.source} p. {lo}" if lo == hi else f"{self.source} p. {lo}-{hi}"
+        return f"{self.source} {pages_text(self.pages, self.page_labels)}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,7 @@ class Citation:
     quote: str  # the span of the chunk that best supports the citing sentence
     quote_start: int = 0  # offset of `quote` inside the chunk text
     paginated: bool = True
+    page_labels: tuple[str, ...] = ()  # printed labels of `pages` (Chunk.page_labels)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ answer: one splitter serves them all, with an option for each job's own need (se
   tokenizer cuts into bigrams, so every stage agrees on what a CJK character is.
 - `language`: 'cjk' | 'latin' | 'other' from the share of letters in each script; Japanese and
   Korean count as 'cjk' (what matters downstream is bigram tokens and English-only models).
-- `fold`: NFKC + lower case, the form in which text is compared ("４.８ ＧＢ" matches "4.8 gb").
+- `fold`: NFKC, radical look-alikes folded (`fold_radicals`) and lower case, the form in which
+  text is compared ("４.８ ＧＢ" matches "4.8 gb", "键⻆" matches "键角").
 - `logistic`: the one sigmoid behind every fitted score.
 
 Deliberately skipped: sentence rules for scripts other than Latin and CJK punctuation (Thai,
@@ -54,12 +55,39 @@ def has_cjk(text: str) -> bool:
 
 
 def fold(text: str) -> str:
-    """NFKC, then lower case: full-width Latin and digits become ASCII, ligatures split.
+    """NFKC, radical look-alikes folded, then lower case: full-width Latin and digits become
+    ASCII, ligatures split, '⻆' (a radical some PDF fonts emit) becomes '角'.
 
-    >>> fold("４.８ ＧＢ ﬁle")
-    '4.8 gb file'
+    >>> fold("４.８ ＧＢ ﬁle 键⻆")
+    '4.8 gb file 键角'
     """
-    return unicodedata.normalize("NFKC", text).lower()
+    return fold_radicals(unicodedata.normalize("NFKC", text)).lower()
+
+
+# CJK Radicals Supplement (U+2E80-U+2EFF) → the ideograph each stands for, after Unicode's
+# EquivalentUnifiedIdeograph.txt: Chinese PDF fonts often map glyphs to these look-alikes, and NFKC
+# folds only two of them (the Kangxi radicals, U+2F00-U+2FD5, it folds all). Pairs: radical, ideograph.
+_RADICAL_PAIRS = (
+    "⺆冂⺇几⺉刂⺋㔾⺌小⺎兀⺏尣⺐尢⺒巳⺓幺⺔彑⺖忄⺗㣺⺘扌⺙攵⺛旡⺝月⺞歺⺟母⺠民⺡氵⺢氺⺣灬⺤爫⺦丬⺧牛"
+    "⺨犭⺩王⺪疋⺫罒⺬示⺭礻⺮竹⺯糹⺰纟⺲罒⺳㓁⺶羊⺹耂⺺肀⺻聿⺼月⺽臼⺾艹⺿艹⻀艹⻁虎⻂衤⻃覀⻄西⻅见"
+    "⻆角⻈讠⻉贝⻋车⻌辶⻍辶⻎辶⻏阝⻐钅⻑長⻒镸⻓长⻔门⻖阝⻗雨⻘青⻙韦⻚页⻛风⻜飞⻝食⻟飠⻠饣⻢马"
+    "⻣骨⻤鬼⻥鱼⻦鸟⻧卤⻨麦⻩黄⻪黾⻫斉⻬齐⻭歯⻮齿⻯竜⻰龙⻱龜⻲亀⻳龟"
+)
+RADICAL_TABLE = {ord(a): b for a, b in zip(_RADICAL_PAIRS[::2], _RADICAL_PAIRS[1::2])}
+_RADICAL = re.compile("[\u2e80-\u2eff\u2f00-\u2fdf]")
+
+
+def fold_radicals(text: str) -> str:
+    """Radical look-alikes to the ideographs they stand for: Kangxi radicals by NFKC, the CJK
+    Radicals Supplement by `RADICAL_TABLE`; other text is returned as it is (one regex scan).
+
+    >>> fold_radicals("常⻅的⻣架, 键⻆ and ⽤")
+    '常见的骨架, 键角 and 用'
+    """
+    if _RADICAL.search(text) is None:
+        return text
+    text = text.translate(RADICAL_TABLE)
+    return _RADICAL.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
 
 
 # --- scripts -------------------------------------------------------------------------------------

@@ -144,7 +144,7 @@ def test_markdown_keeps_its_syntax_and_takes_the_first_heading_as_title() -> Non
     ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200), "binary data, not text (looks like PNG image)"),
     ("controls.md", b"\x01\x02abc" * 100, "binary data, not text"),
     ("lost.txt", ("\ufffd" * 100 + " ok").encode(), "text is unreadable (mostly U+FFFD replacement characters)"),
-    ("report.docx", b"PK\x03\x04", "unsupported file type (.docx)"),
+    ("report.epub", b"PK\x03\x04", "unsupported file type (.epub)"),
     ("Makefile", b"all:", "unsupported file type (no suffix)"),
 ])
 def test_bad_text_inputs_raise_with_reason_and_fix(source: str, data: bytes, reason: str) -> None:
@@ -381,7 +381,7 @@ def write(path: Path, text: str = "text") -> Path:
 
 
 def test_discover_finds_supported_files_sorted_and_reports_hidden(tmp_path: Path) -> None:
-    for name in ("b.md", "a.txt", "sub/c.pdf", "sub/d.HTML", "sub/deeper/e.markdown", "x.docx",
+    for name in ("b.md", "a.txt", "sub/c.pdf", "sub/d.HTML", "sub/deeper/e.markdown", "x.doc",
                  ".hidden.md", ".DS_Store", ".git/config", "sub/.secret.txt"):
         write(tmp_path / name)
     found, failures = discover(tmp_path)

@@ -15,6 +15,7 @@ from rag.ingest.parse import FORMATS, SUFFIX_KINDS, SUPPORTED_SUFFIXES, parse, s
 from rag.ingest.upload import SavedUpload, UploadRejected, sanitize_filename, save_upload
 from rag.records import Chunk, Document, Failure, Page
 from tests.test_load import make_pdf
+from tests.test_office import make_docx, make_pptx, make_xlsx
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"\x00" * 40
@@ -70,6 +71,10 @@ GOOD = {  # a readable document of each kind
     "html": lambda: b"<!DOCTYPE html><html><body><h1>Otters</h1><p>Otters build dens.</p></body></html>",
     "md": lambda: "# Otters\n\nOtters build dens along rivers, caf\u00e9.".encode(),
     "txt": lambda: "Otters build dens along rivers. \u6c34\u736d\u3002".encode("utf-16"),
+    "docx": lambda: make_docx(),
+    "xlsx": lambda: make_xlsx(),
+    "csv": lambda: b"Animal,Den\nOtter,river bank\n",
+    "pptx": lambda: make_pptx(),
 }
 DISGUISED = {  # contents no suffix makes a document
     "PNG": PNG, "ZIP": ZIP, "ELF": b"\x7fELF\x02\x01\x01" + b"\x00" * 50, "NULs": b"\x00\x01\x02\x03binary" * 20,

@@ -174,7 +174,7 @@ def resolve(raw_text: str, sources: Sequence[Hit]) -> tuple[str, tuple[Citation,
         quote, offset = best_quote(" ".join(claims[n]), hit.chunk.text)
         citations.append(Citation(n=n, chunk_id=hit.chunk.id, source=hit.chunk.source,
                                   pages=hit.chunk.pages, quote=quote, quote_start=offset,
-                                  paginated=hit.paginated))
+                                  paginated=hit.paginated, page_labels=hit.chunk.page_labels))
     return text, tuple(citations), invalid
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rag.records import Answer, Retraction
+from rag.records import Answer, Retraction, pages_text
 
 
 def format_sources(answer: Answer) -> str:
@@ -26,8 +26,7 @@ def format_sources(answer: Answer) -> str:
         return "\n".join(lines)
     lines.append("Sources:")
     for c in answer.citations:
-        label = c.source + (f" p. {'-'.join(map(str, sorted({c.pages[0], c.pages[-1]})))}" if c.paginated and c.pages
-                            else "")
+        label = c.source + (f" {pages_text(c.pages, c.page_labels)}" if c.paginated and c.pages else "")
         lines.append(f"  [{c.n}] {label}\n      “{' '.join(c.quote.split())}”")
     flagged = [s for s in answer.sentences if not s.supported]
     if flagged:

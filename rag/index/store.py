@@ -7,7 +7,9 @@ Layout of `<index_dir>/`:
     last_ingest.json     the summary of the latest ingest run, no-op runs included
     gen-000007/
         manifest.json    schema version, embedding model and dimension, counts, dense index type
-        chunks.sqlite    chunks (row = position in the vector/BM25 arrays) and files (content hashes)
+        chunks.sqlite    chunks (row = position in the vector/BM25 arrays) and files (content hashes);
+                         chunks.page_labels (printed page numbers, JSON) is absent in indexes written
+                         before it existed, which read as having no labels
         vectors.npy      float32 L2-normalised embeddings, row-aligned with chunks (memory-mapped)
         dense.faiss      FAISS inner-product index over vectors (Flat, or HNSW above a size)
         bm25/            bm25s arrays (memory-mapped)
@@ -46,7 +48,7 @@ _SCHEMA = """
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL, ordinal INTEGER NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, pages TEXT NOT NULL, heading TEXT NOT NULL,
-    text TEXT NOT NULL, tokens TEXT NOT NULL
+    text TEXT NOT NULL, tokens TEXT NOT NULL, page_labels TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX chunks_source ON chunks(source);
 CREATE TABLE files (
@@ -111,12 +113,22 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 
 def row_to_chunk(row: Sequence[Any]) -> Chunk:
-    cid, source, ordinal, start, end, pages, heading, text = row
+    """A Chunk from the CHUNK_COLUMNS of a row, optionally followed by its `page_labels` column."""
+    cid, source, ordinal, start, end, pages, heading, text = row[:8]
+    labels = row[8] if len(row) > 8 else ""
     return Chunk(id=cid, source=source, text=text, start=start, end=end, pages=tuple(json.loads(pages)),
-                 heading_path=tuple(json.loads(heading)), ordinal=ordinal)
+                 heading_path=tuple(json.loads(heading)), ordinal=ordinal,
+                 page_labels=tuple(json.loads(labels)) if labels else ())
 
 
 CHUNK_COLUMNS = 'id, source, ordinal, start, "end", pages, heading, text'
+
+
+def labelled_columns(con: sqlite3.Connection) -> str:
+    """CHUNK_COLUMNS plus the page labels: the column where the index has it, else '' (no labels),
+    so an index written before labels existed opens as it is."""
+    names = {r[1] for r in con.execute("PRAGMA table_info(chunks)")}
+    return CHUNK_COLUMNS + (", page_labels" if "page_labels" in names else ", ''")
 FILE_COLUMNS = "source, hash, size, kind, title, pages, chunks, paginated, ingested_at"
 
 
@@ -145,6 +157,7 @@ class Index:
         self._db = connect(gen / "chunks.sqlite", readonly=True)
         self._db_lock = threading.Lock()
         try:
+            self._columns = labelled_columns(self._db)
             self.vectors = np.load(gen / "vectors.npy", mmap_mode="r")
             # Memory-mapped like vectors.npy: opening costs nothing and pages load on first touch
             # (read in full, the HNSW file of 100k chunks took 0.2-0.4 s of a 1 s load budget).
@@ -196,17 +209,17 @@ class Index:
         marks = ",".join("?" * len(rows))
         with self._db_lock:
             found = {r[0]: row_to_chunk(r[1:]) for r in self._db.execute(
-                f"SELECT row, {CHUNK_COLUMNS} FROM chunks WHERE row IN ({marks})", rows)}
+                f"SELECT row, {self._columns} FROM chunks WHERE row IN ({marks})", rows)}
         return [found[r] for r in rows]
 
     def chunk_by_id(self, chunk_id: str) -> Chunk | None:
         with self._db_lock:
-            r = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+            r = self._db.execute(f"SELECT {self._columns} FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
         return row_to_chunk(r) if r else None
 
     def source_chunks(self, source: str) -> list[Chunk]:
         with self._db_lock:
-            rows = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE source = ? ORDER BY ordinal",
+            rows = self._db.execute(f"SELECT {self._columns} FROM chunks WHERE source = ? ORDER BY ordinal",
                                     (source,)).fetchall()
         return [row_to_chunk(r) for r in rows]
 
@@ -335,10 +348,12 @@ def write_generation(index_dir: Path, *, rows: Sequence[ChunkRow], vectors: np.n
     con = connect(tmp / "chunks.sqlite", readonly=False)
     con.executescript(_SCHEMA)
     con.executemany(
-        'INSERT INTO chunks (row, id, source, ordinal, start, "end", pages, heading, text, tokens) '
-        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        'INSERT INTO chunks (row, id, source, ordinal, start, "end", pages, heading, text, tokens, page_labels) '
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         ((i, r.chunk.id, r.chunk.source, r.chunk.ordinal, r.chunk.start, r.chunk.end, json.dumps(r.chunk.pages),
-          json.dumps(r.chunk.heading_path, ensure_ascii=False), r.chunk.text, r.tokens) for i, r in enumerate(rows)))
+          json.dumps(r.chunk.heading_path, ensure_ascii=False), r.chunk.text, r.tokens,
+          json.dumps(r.chunk.page_labels, ensure_ascii=False) if r.chunk.page_labels else "")
+         for i, r in enumerate(rows)))
     con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?)",
                     ((f.source, f.hash, f.size, f.kind, f.title, f.pages, f.chunks, int(f.paginated), f.ingested_at)
                      for f in files))
@@ -401,10 +416,11 @@ def read_rows(gen: Path, sources: Iterable[str]) -> dict[str, list[tuple[int, Ch
     con = connect(gen / "chunks.sqlite", readonly=True)
     out: dict[str, list[tuple[int, ChunkRow]]] = {}
     try:
+        columns = labelled_columns(con)
         for source in sources:
-            rows = con.execute(f"SELECT row, {CHUNK_COLUMNS}, tokens FROM chunks WHERE source = ? ORDER BY ordinal",
+            rows = con.execute(f"SELECT row, tokens, {columns} FROM chunks WHERE source = ? ORDER BY ordinal",
                                (source,)).fetchall()
-            out[source] = [(r[0], ChunkRow(row_to_chunk(r[1:9]), r[9])) for r in rows]
+            out[source] = [(r[0], ChunkRow(row_to_chunk(r[2:]), r[1])) for r in rows]
     finally:
         con.close()
     return out

@@ -3,9 +3,9 @@
     >>> tokenize("Running GGUF models: 向量检索")
     ['run', 'gguf', 'model', '向量', '量检', '检索']
 
-Text is NFKC-normalised (full-width Latin becomes ASCII, half-width katakana full-width) and
-lower-cased (`rag.text.fold`), then cut into runs of CJK characters (`rag.text.CJK_CHARS`) and
-everything else:
+Text is NFKC-normalised (full-width Latin becomes ASCII, half-width katakana full-width), CJK
+radical look-alikes folded ('⻆' → '角') and lower-cased (`rag.text.fold`), then cut into runs
+of CJK characters (`rag.text.CJK_CHARS`) and everything else:
 
 - CJK runs (Han, Hiragana, Katakana, Hangul) become overlapping character bigrams; a run of one
   character stays a unigram. Measured against unigrams+bigrams, jieba words and jieba+bigrams
@@ -33,7 +33,7 @@ from rag.text import CJK_RUN, fold
 # Recorded in every index manifest (rag.ingest.build.settings_signature): bump it whenever a change
 # here gives different tokens for the same text, so the next ingest re-tokenizes every file instead
 # of mixing old and new tokens in one BM25 index.
-TOKENIZER_VERSION = "1"
+TOKENIZER_VERSION = "2"  # 2: CJK radical look-alikes folded (rag.text.fold_radicals)
 
 # A word: a number with `.`/`,` groups, or letters/digits joined by single `_ . -` (identifiers).
 _WORD = re.compile(r"\d+(?:[.,]\d+)+(?!\w)|[^\W_]+(?:[._\-][^\W_]+)*")

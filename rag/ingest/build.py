@@ -192,11 +192,13 @@ def index_text(chunk: Chunk, title: str) -> str:
 
 
 def settings_signature(cfg: Config) -> dict[str, Any]:
-    """Settings that change chunk boundaries or tokens: a change re-processes every file."""
+    """Settings that change chunk boundaries, text or tokens: a change re-processes every file
+    (an index from before a key existed lacks it, so it is re-processed too)."""
     from rag.index import tokenize
+    from rag.ingest import parse
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
-            "tokenizer": tokenize.TOKENIZER_VERSION, "embed_model": cfg.embed_model,
+            "tokenizer": tokenize.TOKENIZER_VERSION, "extract": parse.EXTRACT_VERSION, "embed_model": cfg.embed_model,
             "embed_backend": cfg.embed_backend}  # int8 vectors differ slightly: no mixing within an index
 
 
@@ -349,7 +351,10 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
             if found or report.failed:
                 raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
                                   "(see the reasons above) and none was indexed before")
-            raise IngestError(f"no supported documents in {folder} (supported: .pdf .md .txt .html .htm); "
+            from rag.ingest.parse import SUPPORTED_SUFFIXES
+
+            supported = " ".join(sorted(SUPPORTED_SUFFIXES))
+            raise IngestError(f"no supported documents in {folder} (supported: {supported}); "
                               "fix: point the command at the folder that holds your documents")
 
         report.files = len(records)

@@ -6,7 +6,7 @@
 
 Structure first, size second:
 
-1. Sections. In Markdown and HTML documents (the HTML loader writes Markdown headings) an ATX
+1. Sections. In Markdown, HTML and Office documents (their loaders write Markdown headings) an ATX
    heading line (`#` … `######`, not inside a ``` fence) starts a section; `heading_path` is the
    stack of headings above it. A chunk never spans two sections, and the heading line itself is
    left out of the chunk text (it is in `heading_path`).
@@ -14,7 +14,9 @@ Structure first, size second:
    paragraph that fits in a chunk of its own is never split.
 3. A paragraph too long is cut into sentences (`rag.text.sentence_spans`: `. ! ?` + space, but
    not after "e.g.", "Dr.", initials or list numbers; `。！？；．` in CJK text; each line of a
-   list-like paragraph).
+   list-like paragraph). A table row (`rag.ingest.rows.is_row`: one line of 'Header: value | …'
+   cells) that fits in a chunk is one sentence, so neither packing nor overlap cuts it; a row
+   too long for one is cut between its cells.
 4. A sentence too long is cut at whitespace, then after punctuation inside a run without spaces
    (Chinese clauses), and only then at a fixed character count, never inside a Latin word unless
    the word alone is longer than a chunk (base64, minified code).
@@ -35,10 +37,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from rag.ingest.rows import CELL_SEPARATOR, is_row
 from rag.records import Chunk, Document, Page
 from rag.text import CJK_CHARS, sentence_spans
 
-HEADING_KINDS = frozenset({"md", "html"})  # kinds whose '# ' lines are headings, not comments
+HEADING_KINDS = frozenset({"md", "html", "docx", "xlsx", "pptx"})  # kinds whose '# ' lines are headings, not comments
 
 # estimate_tokens: separate C-level scans are several times faster than one loop over matches.
 _CJK_RUN = re.compile(f"[{CJK_CHARS}]+")
@@ -97,6 +100,7 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
                          f"with max_tokens={max_tokens}")
     text = doc.text
     page_starts = doc.page_starts
+    labels = {p.number: p.label for p in doc.pages} if any(p.label for p in doc.pages) else None
     chunks: list[Chunk] = []
     for heading_path, body_start, body_end in _sections(text, headings=doc.kind in HEADING_KINDS):
         paragraphs = (_paragraph_pieces(text, s, e, max_tokens, count_tokens)
@@ -104,10 +108,11 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
         for pieces in _pack(paragraphs, max_tokens, overlap_tokens):
             for start, end in _within_bound(text, pieces, max_tokens, count_tokens):
                 span = text[start:end]
+                pages = _pages(doc.pages, page_starts, start, end)
                 chunks.append(Chunk(
                     id=chunk_id(doc.source, start, end, span), source=doc.source, text=span,
-                    start=start, end=end, pages=_pages(doc.pages, page_starts, start, end),
-                    heading_path=heading_path, ordinal=len(chunks)))
+                    start=start, end=end, pages=pages, heading_path=heading_path, ordinal=len(chunks),
+                    page_labels=tuple(labels[n] or str(n) for n in pages) if labels else ()))
     return chunks
 
 
@@ -171,12 +176,36 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 def _paragraph_pieces(text: str, start: int, end: int, max_tokens: int,
                       count_tokens: Callable[[str], int]) -> Iterator[_Piece]:
+    if is_row(text, start, end):
+        yield from _row_pieces(text, start, end, max_tokens, count_tokens)
+        return
     for s, e in sentence_spans(text, start, end):
         tokens = count_tokens(text[s:e])
         if tokens <= max_tokens:
             yield _Piece(s, e, tokens, whole=True)
         else:
             yield from _split_long(text, s, e, tokens, max_tokens, count_tokens)
+
+
+def _row_pieces(text: str, start: int, end: int, max_tokens: int,
+                count_tokens: Callable[[str], int]) -> Iterator[_Piece]:
+    """A table row as one sentence when it fits (no overlap repeats half a row); else its cells,
+    so a row too long for a chunk is cut between cells, never inside one that fits."""
+    tokens = count_tokens(text[start:end])
+    if tokens <= max_tokens:
+        yield _Piece(start, end, tokens, whole=True)
+        return
+    pos = start
+    while pos < end:
+        cut = text.find(CELL_SEPARATOR, pos, end)
+        stop = end if cut == -1 else cut + len(CELL_SEPARATOR)
+        cell_end = end if cut == -1 else cut + len(CELL_SEPARATOR.rstrip())  # the '|' ends its cell
+        n = count_tokens(text[pos:cell_end])
+        if n <= max_tokens:
+            yield _Piece(pos, cell_end, n, whole=False)
+        else:
+            yield from _split_long(text, pos, cell_end, n, max_tokens, count_tokens)
+        pos = stop
 
 
 def _split_long(text: str, start: int, end: int, tokens: int, max_tokens: int,

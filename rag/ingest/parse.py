@@ -3,14 +3,16 @@
     doc = parse("guide/intro.md", data)        # a Document with pages, title and kind 'md'
 
 `FORMATS` maps each kind to its suffixes and its parser (`rag.ingest.pdf`, `rag.ingest.html`,
-`rag.ingest.decode` for Markdown and plain text); discovery, the loader and the upload check all
-read it, so a new format (an `office` module…) is one row here. `parse` picks the parser by the
+`rag.ingest.decode` for Markdown and plain text, `rag.ingest.office` for Word, Excel, CSV and
+PowerPoint); discovery, the loader and the upload check all read it, so a new format is one row
+here. `parse` picks the parser by the
 name's suffix, as the ingest always has; `content_kind` is what the bytes say they are, which the
 upload check holds the suffix to.
 
 Every bad input raises `LoadError(source, reason, fix)`; the ingest reports it and goes on.
-Deliberately skipped: Office/EPUB formats, and parsing by content when the suffix disagrees (a
-parser refuses what is plainly not its format, e.g. a PNG named .pdf).
+Deliberately skipped: EPUB and the old binary Office formats (.doc, .xls, .ppt), and parsing by
+content when the suffix disagrees (a parser refuses what is plainly not its format, e.g. a PNG
+named .pdf).
 """
 from __future__ import annotations
 
@@ -24,10 +26,17 @@ from typing import Literal
 from rag.errors import LoadError
 from rag.ingest.decode import decode_text, parse_text, sniff_type
 from rag.ingest.html import parse_html
+from rag.ingest.office import MAIN_PART, open_container, parse_csv, parse_docx, parse_pptx, parse_xlsx
 from rag.ingest.pdf import parse_pdf
 from rag.records import Document
 
-Kind = Literal["pdf", "html", "md", "txt"]  # Document.kind
+Kind = Literal["pdf", "html", "md", "txt", "docx", "xlsx", "csv", "pptx"]  # Document.kind
+
+# Recorded in every index manifest (rag.ingest.build.settings_signature), like the tokenizer's:
+# bump it whenever a parser gives different pages, text or labels for the same bytes, so the next
+# ingest parses every file again instead of keeping what an older parser made of it.
+# 2: printed page labels; the CJK Radicals Supplement folded in PDF text (rag.text.RADICAL_TABLE).
+EXTRACT_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,13 @@ FORMATS: dict[Kind, Format] = {
     "html": Format((".html", ".htm"), parse_html, text=True),
     "md": Format((".md", ".markdown"), partial(parse_text, kind="md"), text=True),
     "txt": Format((".txt",), partial(parse_text, kind="txt"), text=True),
+    "docx": Format((".docx",), parse_docx, text=False),
+    "xlsx": Format((".xlsx",), parse_xlsx, text=False),
+    "csv": Format((".csv",), parse_csv, text=True),
+    "pptx": Format((".pptx",), parse_pptx, text=False),
 }
+# What users are told they can add, in error messages and fixes.
+SUPPORTED_NAMES = "PDF, Word (.docx), Excel (.xlsx), CSV, PowerPoint (.pptx), Markdown, plain text or HTML"
 SUFFIX_KINDS: dict[str, Kind] = {s: kind for kind, f in FORMATS.items() for s in f.suffixes}
 SUPPORTED_SUFFIXES = frozenset(SUFFIX_KINDS)
 
@@ -58,7 +73,7 @@ def parse(source: str, data: bytes) -> Document:
     if kind is None:
         suffix = PurePosixPath(source).suffix.lower()
         raise LoadError(source, f"unsupported file type ({suffix or 'no suffix'})",
-                        "convert it to PDF, Markdown, plain text or HTML")
+                        f"convert it to {SUPPORTED_NAMES}")
     if not data:
         raise LoadError(source, "empty file", "remove the file or add content to it")
     return FORMATS[kind].parse(source, data)
@@ -82,6 +97,8 @@ def content_kind(data: bytes, name: str) -> tuple[Kind | None, str]:
     looks = sniff_type(data)
     if looks == "PDF":
         return "pdf", ""
+    if looks.startswith(("ZIP", "old Office")):  # encrypted Office files are OLE containers
+        return _office_kind(data, name, looks)
     if looks not in ("plain text", "HTML", "XML", "binary data"):
         return None, f"the content is a {looks}, not a document"
     try:
@@ -92,6 +109,28 @@ def content_kind(data: bytes, name: str) -> tuple[Kind | None, str]:
         return "html", ""
     kind = suffix_kind(name)
     return (kind if kind is not None and FORMATS[kind].text else "txt"), ""
+
+
+def _office_kind(data: bytes, name: str, looks: str) -> tuple[Kind | None, str]:
+    """'docx', 'xlsx' or 'pptx' by the zip's main part, or (None, why): for a file named as
+    that kind, the reason its parser would give (encrypted, damaged, a zip bomb)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        names = set()
+    office: tuple[Kind, ...] = ("docx", "xlsx", "pptx")
+    found = next((k for k in office if MAIN_PART[k] in names), None) or suffix_kind(name)
+    if found not in office:
+        return None, f"the content is a {looks}, not a document"
+    try:
+        open_container(name, data, found).close()  # type: ignore[arg-type]  # found is in `office`
+    except LoadError as err:
+        return None, err.reason
+    return found, ""
 
 
 def sniff_kind(data: bytes, name: str) -> Kind | None:

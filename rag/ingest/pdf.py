@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rag.errors import LoadError
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
 from rag.records import Document, Page
+from rag.text import RADICAL_TABLE
 
 if TYPE_CHECKING:  # for annotations only: pypdf is imported when a PDF is read
     from pypdf import PdfReader
@@ -42,10 +43,9 @@ FIX_DECRYPT = "decrypt it, e.g. qpdf --decrypt in.pdf out.pdf, and ingest again"
 def _pdf_char_table() -> dict[int, str]:
     """Ligatures (ﬁ → fi) and Kangxi/CJK radicals (⽤ → 用) that PDF fonts emit for plain characters."""
     table = {c: unicodedata.normalize("NFKC", chr(c)) for c in range(0xFB00, 0xFB07)}
-    for c in (*range(0x2E80, 0x2EF4), *range(0x2F00, 0x2FD6)):
-        folded = unicodedata.normalize("NFKC", chr(c))
-        if folded != chr(c):
-            table[c] = folded
+    for c in range(0x2F00, 0x2FD6):
+        table[c] = unicodedata.normalize("NFKC", chr(c))
+    table.update(RADICAL_TABLE)  # the supplement, which NFKC barely folds: ⻅ → 见, ⻣ → 骨
     return table
 
 
@@ -248,8 +248,23 @@ def _pdf_title(reader: PdfReader, first_page: str) -> str:
     return first_line(first_page)
 
 
+def page_labels(reader: PdfReader) -> list[str]:
+    """The printed page numbers the PDF defines (/PageLabels: 'i', 'ii', '251'…), one per page,
+    or [] when it defines none, or only labels equal to the page numbers, or a broken tree."""
+    try:
+        if "/PageLabels" not in reader.root_object:  # pypdf would compute '1', '2'… for every page
+            return []
+        labels = [str(label) for label in reader.page_labels]
+    except Exception:  # the tree is optional and sometimes malformed: the PDF's numbers still hold
+        return []
+    if all(label == str(i) for i, label in enumerate(labels, 1)):
+        return []
+    return labels
+
+
 def parse_pdf(source: str, data: bytes) -> Document:
-    """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones).
+    """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones,
+    printed page labels go beside them in `Page.label`).
 
     Garbage pages are dropped while they are a minority; when they are half or more, the file fails.
     """
@@ -276,6 +291,7 @@ def parse_pdf(source: str, data: bytes) -> Document:
     if count == 0:
         raise LoadError(source, "corrupt or truncated PDF: no pages", FIX_RE_EXPORT)
 
+    labels = page_labels(reader)
     pages: list[Page] = []
     with_text = garbage = 0
     errors: list[Exception] = []
@@ -290,7 +306,7 @@ def parse_pdf(source: str, data: bytes) -> Document:
         if looks_like_garbage(raw):
             garbage += 1
             continue
-        pages.append(Page(number=index + 1, text=text))
+        pages.append(Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else ""))
     if with_text == 0 and errors:
         raise LoadError(source, f"corrupt or truncated PDF: {_short_error(errors[0])}", FIX_RE_EXPORT)
     if with_text == 0:

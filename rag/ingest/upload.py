@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from rag.errors import RagError
 from rag.ingest.discover import too_large_reason
-from rag.ingest.parse import FORMATS, SUPPORTED_SUFFIXES, Kind, content_kind
+from rag.ingest.parse import FORMATS, SUPPORTED_NAMES, SUPPORTED_SUFFIXES, Kind, content_kind
 
 MAX_NAME_CHARS = 120  # well under the 255-byte limit of common file systems, even in UTF-8 CJK
 
@@ -104,10 +104,10 @@ def _check_type(name: str, data: bytes) -> Kind:
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UploadRejected(name, f"unsupported file type ({suffix or 'no suffix'})",
-                             "upload PDF, Markdown (.md), text (.txt) or HTML files")
+                             f"upload {SUPPORTED_NAMES} files")
     kind, why = content_kind(data, name)
     if kind is None:
-        raise UploadRejected(name, why, "upload a PDF, Markdown, text or HTML file")
+        raise UploadRejected(name, why, f"upload a {SUPPORTED_NAMES} file")
     if suffix not in FORMATS[kind].suffixes:
         wanted = FORMATS[kind].suffixes[0]
         raise UploadRejected(name, f"the name ends in {suffix} but the content is {kind.upper()}",
