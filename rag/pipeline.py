@@ -443,12 +443,13 @@ def answer_to_json(answer: Answer) -> dict[str, Any]:
         "raw_text": answer.raw_text, "invalid_markers": answer.invalid_markers, "notices": list(answer.notices),
         "fallback": answer.fallback, "realigned": answer.realigned,
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "pages": list(c.pages),
-                       "quote": c.quote} for c in answer.citations],
+                       "page_labels": list(c.page_labels), "quote": c.quote} for c in answer.citations],
         "sentences": [{"text": s.text, "cited": list(s.cited), "support": round(s.support, 4),
                        "supported": s.supported, "reason": s.reason, "start": s.start, "end": s.end}
                       for s in answer.sentences],
         "sources": [{"n": i, "chunk_id": h.chunk.id, "source": h.chunk.source, "pages": list(h.chunk.pages),
-                     "score": round(h.score, 4), "rerank_score": h.rerank_score}
+                     "page_labels": list(h.chunk.page_labels), "score": round(h.score, 4),
+                     "rerank_score": h.rerank_score}
                     for i, h in enumerate(answer.sources, 1)],
         "timings": answer.timings,
     }
