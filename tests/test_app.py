@@ -342,7 +342,6 @@ def test_with_a_gguf_model_junk_is_never_shown_as_an_answer(env, monkeypatch):
 
     monkeypatch.setenv("RAG_LLM_MODEL", str(write_tiny_gguf(env / "tiny.gguf")))
     monkeypatch.setenv("RAG_MAX_ANSWER_TOKENS", "40")
-    monkeypatch.setenv("RAG_GATE_THRESHOLD", "0")  # random weights: the gate would refuse at random
     at = start()
     assert "GGUF loaded: tiny.gguf · CPU" in texts(at.sidebar.success)
     assert not at.sidebar.slider(key="temperature").disabled

@@ -36,7 +36,7 @@ class GatedGenerator(FakeGenerator):
 
 @pytest.fixture
 def collection(tmp_path, make_cfg):
-    cfg = make_cfg(abstain_threshold=0.0)
+    cfg = make_cfg(abstain_threshold=0.0, gate_threshold=0.5)
     emb = FakeEmbedder()
     ingest(write_docs(tmp_path / "docs", DOCS), cfg, embedder=emb)
     return cfg, emb
@@ -87,6 +87,14 @@ def test_threshold_zero_turns_the_gate_off(collection):
     ans = Pipeline(cfg.with_overrides(gate_threshold=0.0), embedder=emb, generator=gen,
                    reranker=None).ask("How much memory does a 7B model need?")
     assert not ans.refused and gen.asked == [] and "answerable" not in ans.timings
+
+
+def test_by_default_the_model_is_not_asked(collection, make_cfg):
+    cfg, emb = collection
+    gen = GatedGenerator("A 7B model in Q4_K_M needs about 4.4 GB of memory [1].", p_yes=0.0)
+    ans = Pipeline(make_cfg(abstain_threshold=0.0), embedder=emb, generator=gen,
+                   reranker=None).ask("How much memory does a 7B model need?")
+    assert not ans.refused and gen.asked == []
 
 
 def test_a_generator_that_cannot_be_asked_is_not_gated(collection):

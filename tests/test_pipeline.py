@@ -172,9 +172,7 @@ def test_real_llama_cpp_path_streams_an_answer(collection, tmp_path):
     cfg, emb = collection
     # A byte-level vocabulary spends one token per byte: the instructions alone need ~1.5k tokens.
     gen = LlamaCppGenerator(write_tiny_gguf(tmp_path / "tiny.gguf"), n_ctx=4096, seed=1)
-    # The gate off: random weights would refuse at random (tests/test_gate.py covers it).
-    pipe = Pipeline(cfg.with_overrides(max_answer_tokens=24, gate_threshold=0.0), embedder=emb, generator=gen,
-                    reranker=None)
+    pipe = Pipeline(cfg.with_overrides(max_answer_tokens=24), embedder=emb, generator=gen, reranker=None)
     pieces, ans = answer(pipe, "How much memory does a 7B model need?")
     # Random weights write junk or unsupported text: the guard never lets it stand as the answer.
     if ans.mode == "generative":
