@@ -807,14 +807,17 @@ def sample_pipeline(work: Path, gguf: Path, *, fake: bool):
 
 def fixed_prompt(pipe, generator) -> tuple[str, list]:
     """(question id, messages): the first shipped question through the product's retrieval and
-    rag.answer.prompt.build_prompt, i.e. exactly what a user's first question sends (≈ 900 tokens
-    with the Qwen2.5 tokenizer: five sources of up to 200 word pieces)."""
+    rag.answer.prompt.build_prompt, i.e. exactly what a user's first question sends (five sources,
+    each cut to its best `passage_tokens` window by rag.answer.focus)."""
+    from rag.answer.focus import focus_passages
     from rag.answer.prompt import build_prompt
 
     q = shipped_questions(1)[0]
     hits = pipe.retrieve(q.question)
+    passages = focus_passages(q.question, hits, budget=pipe.cfg.passage_tokens, count_tokens=generator.count_tokens)
     prompt = build_prompt(q.question, hits, count_tokens=generator.count_tokens,
-                          context_window=generator.context_window, answer_tokens=pipe.cfg.max_answer_tokens)
+                          context_window=generator.context_window, answer_tokens=pipe.cfg.max_answer_tokens,
+                          passages=passages)
     return q.id, list(prompt.messages)
 
 
