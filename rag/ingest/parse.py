@@ -36,7 +36,8 @@ Kind = Literal["pdf", "html", "md", "txt", "docx", "xlsx", "csv", "pptx"]  # Doc
 # bump it whenever a parser gives different pages, text or labels for the same bytes, so the next
 # ingest parses every file again instead of keeping what an older parser made of it.
 # 2: printed page labels; the CJK Radicals Supplement folded in PDF text (rag.text.RADICAL_TABLE).
-EXTRACT_VERSION = "2"
+# 3: ruled PDF tables one row a paragraph (rag.ingest.pdf_tables).
+EXTRACT_VERSION = "3"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """PDF: bytes → a paginated `Document`, page by page with pypdf, cleaned and checked for garbage.
 
 - `parse_pdf(source, data)` keeps one `Page` per page with text (numbers stay the real ones),
-  drops a minority of unreadable pages and fails the file when they are half or more;
+  drops a minority of unreadable pages and fails the file when they are half or more; a page
+  that draws a ruled table has it written one row a paragraph (`rag.ingest.pdf_tables`);
 - `clean_pdf_text` undoes what extraction leaves: hyphenated line breaks, ligatures, Kangxi
   radicals, trailing spaces, and the layout's line wraps inside Chinese text;
 - `looks_like_garbage` / `garbage_measures` tell mojibake from a broken font encoding from language.
@@ -9,7 +10,7 @@
 Every bad input raises `LoadError(source, reason, fix)`: encrypted, corrupt, scanned (no text
 layer), unreadable. Deliberately skipped: OCR (scanned PDFs are reported, not read; an `ocr`
 module would go beside this one), layout analysis (multi-column reading order is whatever pypdf
-gives; tables stay lines of text), and images, annotations and forms.
+gives; tables without ruling lines stay lines of text), and images, annotations and forms.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
+from rag.ingest.pdf_tables import TableReader
 from rag.records import Document, Page
 from rag.text import RADICAL_TABLE
 
@@ -262,6 +264,12 @@ def page_labels(reader: PdfReader) -> list[str]:
     return labels
 
 
+def _with_tables(tables: TableReader, reader: PdfReader, index: int, raw: str) -> str:
+    """The page's text with its ruled tables written row by row (`rag.ingest.pdf_tables`); the
+    text as extracted when the page draws no grid (the fast path of text pages)."""
+    return tables.page_text(reader.pages[index], index, raw)
+
+
 def parse_pdf(source: str, data: bytes) -> Document:
     """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones,
     printed page labels go beside them in `Page.label`).
@@ -295,18 +303,24 @@ def parse_pdf(source: str, data: bytes) -> Document:
     pages: list[Page] = []
     with_text = garbage = 0
     errors: list[Exception] = []
-    for index in range(count):
-        raw, error = _page_text(reader, index)
-        if error is not None:
-            errors.append(error)
-        text = clean_pdf_text(raw)
-        if not text:
-            continue
-        with_text += 1
-        if looks_like_garbage(raw):
-            garbage += 1
-            continue
-        pages.append(Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else ""))
+    tables = TableReader(data)
+    try:
+        for index in range(count):
+            raw, error = _page_text(reader, index)
+            if error is not None:
+                errors.append(error)
+            elif raw:
+                raw = _with_tables(tables, reader, index, raw)
+            text = clean_pdf_text(raw)
+            if not text:
+                continue
+            with_text += 1
+            if looks_like_garbage(raw):
+                garbage += 1
+                continue
+            pages.append(Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else ""))
+    finally:
+        tables.close()
     if with_text == 0 and errors:
         raise LoadError(source, f"corrupt or truncated PDF: {_short_error(errors[0])}", FIX_RE_EXPORT)
     if with_text == 0:
