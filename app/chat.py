@@ -40,7 +40,7 @@ def safe_html(fragment: str) -> None:
 
 def progress_bar(label: str):
     bar = st.progress(0.0, text=label)
-    names = {"parse": "Reading files", "embed": "Embedding chunks"}
+    names = {"parse": "Reading files", "ocr": "OCR of scanned pages", "embed": "Embedding chunks"}
 
     def update(stage: str, done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{names.get(stage, stage)}: {done}/{total}")
