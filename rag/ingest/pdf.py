@@ -360,8 +360,8 @@ def parse_pdf(source: str, data: bytes, *, ocr: PdfOcr | None = None) -> Documen
             text = clean_pdf_text(raw)
             slots.append(None)
             if not text:
-                if ocr is not None and error is None and _has_contents(reader, index):
-                    layers[index] = ""
+                if ocr is not None and _has_contents(reader, index):
+                    layers[index] = ""  # a page pypdf failed on may still render
                 continue
             with_text += 1
             bad = looks_like_garbage(raw)
