@@ -40,7 +40,7 @@ def safe_html(fragment: str) -> None:
 
 def progress_bar(label: str):
     bar = st.progress(0.0, text=label)
-    names = {"parse": "Reading files", "embed": "Embedding chunks"}
+    names = {"parse": "Reading files", "ocr": "OCR of scanned pages", "embed": "Embedding chunks"}
 
     def update(stage: str, done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{names.get(stage, stage)}: {done}/{total}")
@@ -118,6 +118,8 @@ def chat_actions(where) -> None:
 
 
 def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: str, ctx: dict) -> None:
+    if hit.chunk.ocr_pages and hit.paginated:
+        label += ", OCR"  # read from the page image: a misread is possible
     with st.expander(render.md_escape(label)):
         heading = " › ".join(hit.chunk.heading_path)
         st.caption(render.md_escape(render.scores_text(hit) + (f" · section: {heading}" if heading else "")))
@@ -130,6 +132,14 @@ def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: 
 
 def page_view(hit, quote: str, quote_start: int, record, ctx: dict) -> None:
     """The cited PDF page: an image (pypdfium2), then its text with the quote highlighted."""
+    if hit.chunk.ocr_pages:  # parsing again would mean OCR again: the page image and the chunk's text
+        number = hit.chunk.ocr_pages[0]
+        st.caption(render.md_escape(f"{record.source} · page {number} · text read by OCR"))
+        try:
+            st.image(_page_png(str(Path(ctx["docs_dir"]) / record.source), record.hash, number, ""), width="stretch")
+        except Exception as err:
+            st.caption(render.md_escape(f"(no page image: {type(err).__name__}: {err})"))
+        return
     try:
         doc = _document(str(ctx["docs_dir"]), record.source, record.hash, ctx["max_bytes"])
         span = collection.cited_page(doc, hit.chunk, quote_start, len(quote))

@@ -47,6 +47,9 @@ class Config:
     # --- loading
     max_file_mb: float = 200.0  # larger files are reported, not read: a 2-core machine chokes on more
     follow_symlinks: bool = True  # loops are detected either way
+    # Read scanned PDF pages, and pages whose text layer is garbage, by OCR (rag.ingest.ocr; the `ocr`
+    # extra). On by default: users expect a scan to be read. ~8 s a page on 2 cores.
+    ocr: bool = True
 
     # --- chunking: all-MiniLM-L6-v2 truncates at 256 word pieces; 200 leaves room for the overlap
     chunk_tokens: int = 200

@@ -19,6 +19,7 @@ class Page:
     number: int  # 1-based; text formats are one page
     text: str
     label: str = ""  # the printed page number a PDF defines (/PageLabels: 'iv', '251'); '' when none
+    ocr: bool = False  # read by OCR from the page image (rag.ingest.ocr), not from a text layer
 
 
 def pages_text(pages: tuple[int, ...] | list[int], labels: tuple[str, ...] | list[str] = ()) -> str:
@@ -79,6 +80,7 @@ class Chunk:
     # Printed labels of `pages`, one each ('251', 'iv'), or () when the PDF defines none: `pages`
     # stay the PDF's own 1-based indexes, which the page viewer opens.
     page_labels: tuple[str, ...] = ()
+    ocr_pages: tuple[int, ...] = ()  # those of `pages` whose text was read by OCR: cite them "p. 3, OCR"
 
     def label(self, *, paginated: bool = True) -> str:
         """'report.pdf p. 3-4', 'report.pdf p. 251 (PDF page 1)', or the file name for unpaginated text."""

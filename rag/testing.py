@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rag.models.embed import HashEmbedder
+
+if TYPE_CHECKING:  # Pillow is imported where a scan is drawn
+    from PIL.Image import Image
 
 
 class FakeEmbedder(HashEmbedder):
@@ -197,3 +201,72 @@ def write_tiny_cross_encoder(directory: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+# --- scanned pages with known text (rag.ingest.ocr tests, eval/ocr_choice.py) -------------------------
+
+
+def cjk_font() -> Path | None:
+    """A font file that has Chinese glyphs (fontconfig's `fc-list :lang=zh`), or None."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fc-list") is None:
+        return None
+    out = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, check=False).stdout
+    paths = sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
+    return Path(paths[0]) if paths else None
+
+
+def scan_image(text: str, *, font: str | Path | None = None, size: int = 30, width: int = 1600,
+               noise: float = 18.0, specks: float = 0.002, angle: float = 0.6, seed: int = 0) -> Image:
+    """`text` drawn black on white as a page scanner sees it, a PIL image ('L').
+
+    Wrapped at `width` px (at word breaks for spaced text, anywhere in Chinese), then rotated by
+    `angle` degrees, with Gaussian grey noise of `noise` levels (σ) and a share `specks` of black and
+    white pixels. `size` 30 px is 11 pt at 200 dpi. `font` None: Pillow's own scalable font (Latin only).
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(str(font), size) if font else ImageFont.load_default(size)
+    margin, gap = 2 * size, int(size * 1.5)
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        units = para.split(" ") if " " in para else list(para)
+        sep = " " if " " in para else ""
+        for unit in units:
+            trial = line + sep + unit if line else unit
+            if line and measure.textlength(trial, font=face) > width - 2 * margin:
+                lines.append(line)
+                line = unit
+            else:
+                line = trial
+        lines.append(line)
+    height = 2 * margin + gap * len(lines)
+    img = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((margin, margin + i * gap), line, font=face, fill=0)
+    img = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    rng = np.random.default_rng(seed)
+    pixels = np.asarray(img, dtype=np.float32) + rng.normal(0.0, noise, (img.height, img.width))
+    flips = rng.random(pixels.shape)
+    pixels[flips < specks / 2] = 0
+    pixels[flips > 1 - specks / 2] = 255
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+
+
+def scanned_pdf(pages: Sequence[str], *, dpi: int = 200, **scan: Any) -> bytes:
+    """A PDF whose pages are only images of `pages` (see `scan_image`): no text layer at all."""
+    from fpdf import FPDF
+
+    pdf = FPDF(unit="pt")
+    for i, text in enumerate(pages):
+        img = scan_image(text, seed=i, **scan)
+        w, h = img.width * 72 / dpi, img.height * 72 / dpi
+        pdf.add_page(format=(w, h))
+        pdf.image(img, x=0, y=0, w=w, h=h)
+    return bytes(pdf.output())

@@ -332,7 +332,7 @@ def test_shared_pdfs_bad_inputs_and_sample_data(tmp_path, make_cfg, fake_embedde
     shutil.copytree(pdfs, folder / "pdfs")
     shutil.copytree(bad, folder / "bad-inputs")
     shutil.copytree(ROOT / "data" / "docs", folder / "sample")
-    cfg = make_cfg()
+    cfg = make_cfg(ocr=False)  # the reasons without OCR; tests/test_ocr.py reads the scan with it
     report = ingest(folder, cfg, embedder=fake_embedder)
     reasons = {f.source: f.reason for f in report.failed}
     assert reasons == {

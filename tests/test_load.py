@@ -291,7 +291,8 @@ def test_three_thousand_blank_pages_fail_fast() -> None:
     err = load_error("blank.pdf", data)
     assert time.perf_counter() - started < 5
     assert_load_error(err, "blank.pdf", "no text layer (scanned images?)",
-                      "run OCR first, e.g. ocrmypdf in.pdf out.pdf")
+                      "turn OCR on (setting ocr = true, with pip install -e '.[ocr]'), or run OCR first, "
+                      "e.g. ocrmypdf in.pdf out.pdf")
 
 
 def test_a_minority_of_garbage_pages_is_dropped() -> None:

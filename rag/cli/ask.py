@@ -25,8 +25,11 @@ def format_sources(answer: Answer) -> str:
                 lines.append(f"  - {h.label}: {' '.join(h.chunk.text.split())[:160]}…")
         return "\n".join(lines)
     lines.append("Sources:")
+    ocr_pages = {h.chunk.id: h.chunk.ocr_pages for h in answer.sources}
     for c in answer.citations:
         label = c.source + (f" {pages_text(c.pages, c.page_labels)}" if c.paginated and c.pages else "")
+        if c.paginated and ocr_pages.get(c.chunk_id):
+            label += ", OCR"  # the text was read from the page image: a misread is possible
         lines.append(f"  [{c.n}] {label}\n      “{' '.join(c.quote.split())}”")
     flagged = [s for s in answer.sentences if not s.supported]
     if flagged:

@@ -20,9 +20,11 @@ def _tqdm_progress() -> Progress:
 
     def update(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc={"parse": "parsing", "embed": "embedding"}.get(stage, stage),
-                                     unit="file" if stage == "parse" else "chunk", file=sys.stderr, leave=True)
+        # OCR pages are found file by file: a bar that filled up opens again when the next file adds some
+        if bar is None or (bar.disable and done < total):
+            bar = bars[stage] = tqdm(total=total, initial=done, file=sys.stderr, leave=True,
+                                     desc={"parse": "parsing", "embed": "embedding", "ocr": "OCR"}.get(stage, stage),
+                                     unit={"parse": "file", "ocr": "page"}.get(stage, "chunk"))
         if bar.total != total:
             bar.total = total
         if done > bar.n:

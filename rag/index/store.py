@@ -8,8 +8,9 @@ Layout of `<index_dir>/`:
     gen-000007/
         manifest.json    schema version, embedding model and dimension, counts, dense index type
         chunks.sqlite    chunks (row = position in the vector/BM25 arrays) and files (content hashes);
-                         chunks.page_labels (printed page numbers, JSON) is absent in indexes written
-                         before it existed, which read as having no labels
+                         chunks.page_labels (printed page numbers, JSON) and chunks.ocr_pages (pages
+                         read by OCR, JSON) are absent in indexes written before they existed, which
+                         read as having no labels and no OCR pages
         vectors.npy      float32 L2-normalised embeddings, row-aligned with chunks (memory-mapped)
         dense.faiss      FAISS inner-product index over vectors (Flat, or HNSW above a size)
         bm25/            bm25s arrays (memory-mapped)
@@ -48,7 +49,8 @@ _SCHEMA = """
 CREATE TABLE chunks (
     row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, source TEXT NOT NULL, ordinal INTEGER NOT NULL,
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, pages TEXT NOT NULL, heading TEXT NOT NULL,
-    text TEXT NOT NULL, tokens TEXT NOT NULL, page_labels TEXT NOT NULL DEFAULT ''
+    text TEXT NOT NULL, tokens TEXT NOT NULL, page_labels TEXT NOT NULL DEFAULT '',
+    ocr_pages TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX chunks_source ON chunks(source);
 CREATE TABLE files (
@@ -113,22 +115,25 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
 
 
 def row_to_chunk(row: Sequence[Any]) -> Chunk:
-    """A Chunk from the CHUNK_COLUMNS of a row, optionally followed by its `page_labels` column."""
+    """A Chunk from the CHUNK_COLUMNS of a row, optionally followed by its `page_labels` and
+    `ocr_pages` columns (see `labelled_columns`)."""
     cid, source, ordinal, start, end, pages, heading, text = row[:8]
     labels = row[8] if len(row) > 8 else ""
+    ocr = row[9] if len(row) > 9 else ""
     return Chunk(id=cid, source=source, text=text, start=start, end=end, pages=tuple(json.loads(pages)),
                  heading_path=tuple(json.loads(heading)), ordinal=ordinal,
-                 page_labels=tuple(json.loads(labels)) if labels else ())
+                 page_labels=tuple(json.loads(labels)) if labels else (),
+                 ocr_pages=tuple(json.loads(ocr)) if ocr else ())
 
 
 CHUNK_COLUMNS = 'id, source, ordinal, start, "end", pages, heading, text'
 
 
 def labelled_columns(con: sqlite3.Connection) -> str:
-    """CHUNK_COLUMNS plus the page labels: the column where the index has it, else '' (no labels),
-    so an index written before labels existed opens as it is."""
+    """CHUNK_COLUMNS plus the page labels and the OCR pages: each column where the index has it,
+    else '' (none), so an index written before they existed opens as it is."""
     names = {r[1] for r in con.execute("PRAGMA table_info(chunks)")}
-    return CHUNK_COLUMNS + (", page_labels" if "page_labels" in names else ", ''")
+    return CHUNK_COLUMNS + "".join(f", {c}" if c in names else ", ''" for c in ("page_labels", "ocr_pages"))
 FILE_COLUMNS = "source, hash, size, kind, title, pages, chunks, paginated, ingested_at"
 
 
@@ -348,11 +353,12 @@ def write_generation(index_dir: Path, *, rows: Sequence[ChunkRow], vectors: np.n
     con = connect(tmp / "chunks.sqlite", readonly=False)
     con.executescript(_SCHEMA)
     con.executemany(
-        'INSERT INTO chunks (row, id, source, ordinal, start, "end", pages, heading, text, tokens, page_labels) '
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        'INSERT INTO chunks (row, id, source, ordinal, start, "end", pages, heading, text, tokens, page_labels, '
+        'ocr_pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
         ((i, r.chunk.id, r.chunk.source, r.chunk.ordinal, r.chunk.start, r.chunk.end, json.dumps(r.chunk.pages),
           json.dumps(r.chunk.heading_path, ensure_ascii=False), r.chunk.text, r.tokens,
-          json.dumps(r.chunk.page_labels, ensure_ascii=False) if r.chunk.page_labels else "")
+          json.dumps(r.chunk.page_labels, ensure_ascii=False) if r.chunk.page_labels else "",
+          json.dumps(r.chunk.ocr_pages) if r.chunk.ocr_pages else "")
          for i, r in enumerate(rows)))
     con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?)",
                     ((f.source, f.hash, f.size, f.kind, f.title, f.pages, f.chunks, int(f.paginated), f.ingested_at)

@@ -3,10 +3,12 @@
     python -m rag.ingest <folder> [--index DIR] [--rebuild] [--json]
 
 Per file: read → content hash → unchanged files are neither parsed nor embedded again; new and
-changed files are parsed (rag.ingest.parse), chunked (rag.ingest.chunk), tokenized (rag.index.tokenize) and embedded
-(rag.models.embed); files gone from the folder drop out. The result is written as a new generation and
-switched to atomically (rag.index.store), under an exclusive lock. Embeddings are also kept in a
-crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
+changed files are parsed (rag.ingest.parse; PDF pages without a usable text layer are read by OCR
+when `cfg.ocr` is on, counted as the progress stage "ocr"), chunked (rag.ingest.chunk), tokenized
+(rag.index.tokenize) and embedded (rag.models.embed); files gone from the folder drop out. The
+result is written as a new generation and switched to atomically (rag.index.store), under an
+exclusive lock. Embeddings are also kept in a crash-safe cache next to the index, so an ingest
+killed mid-way resumes without redoing them.
 Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
 """
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +42,9 @@ from rag.index.store import (
 )
 from rag.models.embed import BaseEmbedder, Embedder
 from rag.records import Chunk, Document, Failure
+
+if TYPE_CHECKING:
+    from rag.ingest.ocr import PdfOcr
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +158,8 @@ class IngestReport:
     kept_previous: list[str] = field(default_factory=list)  # failed now, so their earlier version stays indexed
     files: int = 0
     pages: int = 0
+    ocr_pages: int = 0  # pages read by OCR in this run (rendered and recognised, text found or not)
+    ocr_seconds: float = 0.0
     chunks: int = 0
     chunks_embedded: int = 0
     generation: str = ""
@@ -166,8 +173,9 @@ class IngestReport:
         lines = [f"{len(self.new)} new, {len(self.changed)} changed, {self.unchanged} unchanged, "
                  f"{len(self.removed)} removed, {len(self.failed)} failed"
                  + (f", {len(self.skipped)} skipped" if self.skipped else ""),
-                 f"{self.files} files, {self.pages} pages, {self.chunks} chunks "
-                 f"({self.chunks_embedded} embedded) in {self.seconds:.1f} s"
+                 f"{self.files} files, {self.pages} pages"
+                 + (f" ({self.ocr_pages} read by OCR in {self.ocr_seconds:.0f} s)" if self.ocr_pages else "")
+                 + f", {self.chunks} chunks ({self.chunks_embedded} embedded) in {self.seconds:.1f} s"
                  + (" — nothing changed, index kept as it was" if self.noop else f" → {self.generation}")]
         for f in self.failed:
             lines.append(f"  FAILED  {f.source}: {f.reason}" + (f" (fix: {f.fix})" if f.fix else ""))
@@ -199,7 +207,8 @@ def settings_signature(cfg: Config) -> dict[str, Any]:
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
             "tokenizer": tokenize.TOKENIZER_VERSION, "extract": parse.EXTRACT_VERSION, "embed_model": cfg.embed_model,
-            "embed_backend": cfg.embed_backend}  # int8 vectors differ slightly: no mixing within an index
+            "embed_backend": cfg.embed_backend,  # int8 vectors differ slightly: no mixing within an index
+            "ocr": cfg.ocr}  # OCR on or off changes the text of scanned and garbage pages
 
 
 def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str], int]) -> list[ChunkRow]:
@@ -301,6 +310,7 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
                 same_settings = manifest.get("settings") == settings_signature(cfg)
 
         count_tokens = None  # resolved lazily: a no-op run never loads the embedding model
+        ocr = _ocr_reader(cfg, progress)  # its model loads on the first page OCR reads
         new_rows: dict[str, list[ChunkRow]] = {}
         keep: set[str] = set()  # sources whose stored chunks carry over
         records: dict[str, FileRecord] = {}
@@ -319,7 +329,7 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
                     titles[f.source] = before.title
                     report.unchanged += 1
                     continue
-                doc = parse(f.source, data)
+                doc = parse(f.source, data, ocr=ocr)
                 del data
                 if count_tokens is None:
                     embedder = embedder or _load_embedder(cfg)
@@ -343,6 +353,8 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
             (report.changed if before is not None else report.new).append(f.source)
         if progress:
             progress("parse", len(found), len(found))
+        if ocr is not None:
+            report.ocr_pages, report.ocr_seconds = ocr.pages, round(ocr.seconds, 1)
         report.removed = sorted(set(prev_files) - set(records))
 
         if not records and prev is not None and prev_files and not report.failed:
@@ -374,6 +386,19 @@ class _DimOnly(BaseEmbedder):
 
     def __init__(self, name: str, dim: int, languages: Iterable[str] | None) -> None:
         self.name, self.dim, self.languages = name, dim, frozenset(languages) if languages else None
+
+
+def _ocr_reader(cfg: Config, progress: Progress | None) -> PdfOcr | None:
+    """The OCR reader when `cfg.ocr` is on and the `ocr` extra is installed, else None (a scanned
+    PDF then fails with the reason and the fix: install the extra or turn the setting on)."""
+    from rag.ingest.ocr import load_ocr, ocr_available
+
+    if not cfg.ocr:
+        return None
+    if not ocr_available():
+        log.info("OCR is on but the 'ocr' extra is not installed: scanned pages are reported, not read")
+        return None
+    return load_ocr(progress=(lambda done, total: progress("ocr", done, total)) if progress else None)
 
 
 def _load_embedder(cfg: Config) -> Embedder:

@@ -101,6 +101,7 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
     text = doc.text
     page_starts = doc.page_starts
     labels = {p.number: p.label for p in doc.pages} if any(p.label for p in doc.pages) else None
+    ocr_pages = {p.number for p in doc.pages if p.ocr}
     chunks: list[Chunk] = []
     for heading_path, body_start, body_end in _sections(text, headings=doc.kind in HEADING_KINDS):
         paragraphs = (_paragraph_pieces(text, s, e, max_tokens, count_tokens)
@@ -112,7 +113,8 @@ def chunk_document(doc: Document, *, max_tokens: int = 200, overlap_tokens: int 
                 chunks.append(Chunk(
                     id=chunk_id(doc.source, start, end, span), source=doc.source, text=span,
                     start=start, end=end, pages=pages, heading_path=heading_path, ordinal=len(chunks),
-                    page_labels=tuple(labels[n] or str(n) for n in pages) if labels else ()))
+                    page_labels=tuple(labels[n] or str(n) for n in pages) if labels else (),
+                    ocr_pages=tuple(n for n in pages if n in ocr_pages)))
     return chunks
 
 

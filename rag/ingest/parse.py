@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from rag.errors import LoadError
 from rag.ingest.decode import decode_text, parse_text, sniff_type
@@ -29,6 +29,9 @@ from rag.ingest.html import parse_html
 from rag.ingest.office import MAIN_PART, open_container, parse_csv, parse_docx, parse_pptx, parse_xlsx
 from rag.ingest.pdf import parse_pdf
 from rag.records import Document
+
+if TYPE_CHECKING:
+    from rag.ingest.ocr import PdfOcr
 
 Kind = Literal["pdf", "html", "md", "txt", "docx", "xlsx", "csv", "pptx"]  # Document.kind
 
@@ -68,8 +71,11 @@ def suffix_kind(name: str) -> Kind | None:
     return SUFFIX_KINDS.get(PurePosixPath(name).suffix.lower())
 
 
-def parse(source: str, data: bytes) -> Document:
-    """Bytes → Document by suffix of `source`. Raises LoadError with reason and fix for every bad input."""
+def parse(source: str, data: bytes, *, ocr: PdfOcr | None = None) -> Document:
+    """Bytes → Document by suffix of `source`. Raises LoadError with reason and fix for every bad input.
+
+    `ocr` (rag.ingest.ocr.load_ocr) reads the PDF pages that have no usable text layer; None: no OCR.
+    """
     kind = suffix_kind(source)
     if kind is None:
         suffix = PurePosixPath(source).suffix.lower()
@@ -77,6 +83,8 @@ def parse(source: str, data: bytes) -> Document:
                         f"convert it to {SUPPORTED_NAMES}")
     if not data:
         raise LoadError(source, "empty file", "remove the file or add content to it")
+    if kind == "pdf":
+        return parse_pdf(source, data, ocr=ocr)
     return FORMATS[kind].parse(source, data)
 
 

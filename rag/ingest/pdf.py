@@ -7,10 +7,15 @@
   radicals, trailing spaces, and the layout's line wraps inside Chinese text;
 - `looks_like_garbage` / `garbage_measures` tell mojibake from a broken font encoding from language.
 
+With an OCR reader (`rag.ingest.ocr`, `parse_pdf(..., ocr=...)`) pages without text, pages whose
+layer is garbage and pages whose layer fails the quality gate (`needs_ocr`) are rendered and read
+by OCR; the OCR text replaces a layer when it scores higher, and such pages are marked
+`Page.ocr`. Without one they are dropped or reported as before.
+
 Every bad input raises `LoadError(source, reason, fix)`: encrypted, corrupt, scanned (no text
-layer), unreadable. Deliberately skipped: OCR (scanned PDFs are reported, not read; an `ocr`
-module would go beside this one), layout analysis (multi-column reading order is whatever pypdf
-gives; tables without ruling lines stay lines of text), and images, annotations and forms.
+layer, and no OCR), unreadable. Deliberately skipped: layout analysis (multi-column reading order
+is whatever pypdf gives; tables without ruling lines stay lines of text), and images, annotations
+and forms.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
+from rag.ingest.ocr import needs_ocr
 from rag.ingest.pdf_tables import TableReader
 from rag.records import Document, Page
 from rag.text import RADICAL_TABLE
@@ -30,10 +36,14 @@ from rag.text import RADICAL_TABLE
 if TYPE_CHECKING:  # for annotations only: pypdf is imported when a PDF is read
     from pypdf import PdfReader
 
+    from rag.ingest.ocr import PdfOcr
+
 _GARBAGE_SAMPLE_CHARS = 50_000  # a page is a few thousand characters; this bounds a pathological one
 
 FIX_RE_EXPORT = "re-export or re-download the file"
-FIX_OCR = "run OCR first, e.g. ocrmypdf in.pdf out.pdf"
+FIX_OCR = ("turn OCR on (setting ocr = true, with pip install -e '.[ocr]'), or run OCR first, "
+           "e.g. ocrmypdf in.pdf out.pdf")
+FIX_NOTHING_READ = "check that the pages show text; a photo or a drawing without words has none to index"
 FIX_GARBAGE = "run OCR (ocrmypdf --force-ocr) or re-export the PDF"
 FIX_DECRYPT = "decrypt it, e.g. qpdf --decrypt in.pdf out.pdf, and ingest again"
 
@@ -270,11 +280,46 @@ def _with_tables(tables: TableReader, reader: PdfReader, index: int, raw: str) -
     return tables.page_text(reader.pages[index], index, raw)
 
 
-def parse_pdf(source: str, data: bytes) -> Document:
+def _has_contents(reader: PdfReader, index: int) -> bool:
+    try:
+        return reader.pages[index].get("/Contents") is not None
+    except Exception:  # a damaged page tree: nothing to render either
+        return False
+
+
+def _ocr_pages(source: str, data: bytes, layers: dict[int, str], labels: list[str],
+               ocr: PdfOcr) -> dict[int, Page | None]:
+    """What replaces each page OCR read: its OCR Page when that reads better than the text layer
+    (none, or a worse one by `text_quality`); None to drop a failing layer over a page where OCR
+    sees no text (hidden junk). Pages that keep their layer are left out."""
+    from rag.ingest.ocr import text_quality
+
+    try:
+        texts = ocr.read_pages(data, sorted(layers))
+    except Exception as err:  # onnxruntime, the renderer: one bad file sinks only itself
+        raise LoadError(source, f"OCR failed: {_short_error(err)}",
+                        "turn OCR off for this file's folder (setting ocr = false) or re-export the PDF") from err
+    out: dict[int, Page | None] = {}
+    for index, raw in texts.items():
+        text = clean_pdf_text(raw)
+        layer = layers[index]
+        if not text or looks_like_garbage(raw):
+            if layer and not looks_like_garbage(layer):
+                out[index] = None
+            continue
+        if layer and not looks_like_garbage(layer) and text_quality(text) <= text_quality(clean_pdf_text(layer)):
+            continue  # a poor layer, but OCR reads it no better: keep the layer
+        out[index] = Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else "", ocr=True)
+    return out
+
+
+def parse_pdf(source: str, data: bytes, *, ocr: PdfOcr | None = None) -> Document:
     """PDF bytes → paginated Document, one Page per page with text (numbers stay the real ones,
     printed page labels go beside them in `Page.label`).
 
     Garbage pages are dropped while they are a minority; when they are half or more, the file fails.
+    With `ocr`, pages with no text, a garbage layer or one that fails the quality gate are read by
+    OCR first (see the module docstring).
     """
     if b"%PDF" not in data[:1024]:
         raise LoadError(source, f"not a PDF: content looks like {sniff_type(data)}", FIX_WRONG_TYPE)
@@ -300,7 +345,8 @@ def parse_pdf(source: str, data: bytes) -> Document:
         raise LoadError(source, "corrupt or truncated PDF: no pages", FIX_RE_EXPORT)
 
     labels = page_labels(reader)
-    pages: list[Page] = []
+    slots: list[Page | None] = []  # one per page, None where nothing is kept
+    layers: dict[int, str] = {}  # page index → the raw text layer OCR is to replace ('' when none)
     with_text = garbage = 0
     errors: list[Exception] = []
     tables = TableReader(data)
@@ -312,17 +358,35 @@ def parse_pdf(source: str, data: bytes) -> Document:
             elif raw:
                 raw = _with_tables(tables, reader, index, raw)
             text = clean_pdf_text(raw)
+            slots.append(None)
             if not text:
+                if ocr is not None and _has_contents(reader, index):
+                    layers[index] = ""  # a page pypdf failed on may still render
                 continue
             with_text += 1
-            if looks_like_garbage(raw):
+            bad = looks_like_garbage(raw)
+            if ocr is not None and (bad or needs_ocr(text)):
+                layers[index] = raw
+            if bad:
                 garbage += 1
                 continue
-            pages.append(Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else ""))
+            slots[index] = Page(number=index + 1, text=text, label=labels[index] if index < len(labels) else "")
     finally:
         tables.close()
+    if layers and ocr is not None:
+        for index, page in _ocr_pages(source, data, layers, labels, ocr).items():
+            if not layers[index]:
+                with_text += 1
+            elif looks_like_garbage(layers[index]):
+                garbage -= 1
+            elif page is None:  # a failing layer over a page that shows no text: invisible junk
+                garbage += 1
+            slots[index] = page
+    pages = [p for p in slots if p is not None]
     if with_text == 0 and errors:
         raise LoadError(source, f"corrupt or truncated PDF: {_short_error(errors[0])}", FIX_RE_EXPORT)
+    if with_text == 0 and ocr is not None:
+        raise LoadError(source, "no text found, not even by OCR (blank or picture-only pages)", FIX_NOTHING_READ)
     if with_text == 0:
         raise LoadError(source, "no text layer (scanned images?)", FIX_OCR)
     if garbage * 2 >= with_text:
