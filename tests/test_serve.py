@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("fastapi", reason="rag.serve needs the serve extra: pip install -e '.[serve]'")
 openai = pytest.importorskip("openai", reason="the tests drive rag.serve with the openai client (dev extra)")
 
+from rag.errors import RagError  # noqa: E402
 from rag.ingest.build import ingest  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.serve.app import RateLimiter, ServeSettings, create_app, serve_in_thread  # noqa: E402
@@ -28,15 +29,16 @@ MEMORY = "A 7B model in Q4_K_M needs about 4.4 GB of memory [1]."
 
 @pytest.fixture
 def served(tmp_path, make_cfg):
-    """serve(reply, settings=..., **cfg) → (openai client, base URL, the FakeGenerator)."""
+    """serve(reply, settings=, generator=, **cfg) → (openai client, base URL, the generator)."""
     docs = write_docs(tmp_path / "docs", DOCS)
     started = []
 
-    def serve(reply: str | list[str] = MEMORY, *, settings: ServeSettings | None = None, **overrides):
+    def serve(reply: str | list[str] = MEMORY, *, settings: ServeSettings | None = None,
+              generator: FakeGenerator | None = None, **overrides):
         cfg = make_cfg(**{"abstain_threshold": 0.0, "docs_dir": str(docs), **overrides})
         emb = FakeEmbedder()
         ingest(docs, cfg, embedder=emb)
-        gen = FakeGenerator(reply)
+        gen = generator or FakeGenerator(reply)
         pipe = Pipeline(cfg, embedder=emb, generator=gen, reranker=None)
         ctx = serve_in_thread(create_app(pipe, settings or ServeSettings(rate_limit=0)))
         url = ctx.__enter__()
@@ -229,3 +231,33 @@ def test_the_rate_limiter_refills_over_time():
     assert rl.wait("a") == pytest.approx(1.0) and rl.wait("b") == 0.0  # per client
     now[0] = 2.0
     assert rl.wait("a") == 0.0 and rl.wait("a") == 0.0 and rl.wait("a") > 0
+
+
+class DyingGenerator(FakeGenerator):
+    """Streams two words, then fails as a remote server that went away does; `deaths` times, then works."""
+
+    def __init__(self, reply: str, *, deaths: int) -> None:
+        super().__init__(reply)
+        self.deaths = deaths
+
+    def stream(self, messages, **kw):
+        pieces = super().stream(messages, **kw)
+        if self.deaths <= 0:
+            yield from pieces
+            return
+        self.deaths -= 1
+        yield next(pieces)
+        yield next(pieces)
+        raise RagError("the generation server at http://127.0.0.1:1/v1 stopped in the middle of the answer")
+
+
+def test_a_generator_failing_mid_answer_reaches_the_client_as_an_error_and_the_server_stays_up(served):
+    client, _, _ = served(generator=DyingGenerator(MEMORY, deaths=2))
+    stream = client.chat.completions.create(model="index", stream=True, messages=[
+        {"role": "user", "content": "How much memory does a 7B model need in Q4_K_M?"}])
+    with pytest.raises(openai.APIError, match="stopped in the middle"):
+        list(stream)
+    with pytest.raises(openai.InternalServerError, match="stopped in the middle"):
+        client.chat.completions.create(model="index", messages=[{"role": "user", "content": "How much memory?"}])
+    assert "[1]" in client.chat.completions.create(model="index", messages=[
+        {"role": "user", "content": "How much memory does a 7B model need?"}]).choices[0].message.content
