@@ -30,8 +30,10 @@ DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 # error that lists the valid values, so a typo in rag.toml fails at start-up, not silently later.
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 Fusion = Literal["auto", "rrf", "bm25", "dense"]
+LlmBackend = Literal["llamacpp", "openai"]
 EMBED_BACKENDS: tuple[str, ...] = typing.get_args(EmbedBackend)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
+LLM_BACKENDS: tuple[str, ...] = typing.get_args(LlmBackend)
 # embed_languages: one of these words, or a comma list of the scripts rag.text.language names.
 EMBED_LANGUAGE_WORDS = ("auto", "multi", "all", "multilingual")
 SCRIPTS: tuple[str, ...] = typing.get_args(Script)
@@ -87,7 +89,19 @@ class Config:
     rerank_candidates: int = 20
 
     # --- generation
-    llm_model: str = ""  # a .gguf path or 'repo_id/file.gguf'; empty: look in models/, else extractive
+    # llamacpp: a GGUF file run in this process; openai: any OpenAI-compatible server (vLLM, Ollama,
+    # llama.cpp's server, TGI) at llm_base_url (rag.models.openai_backend)
+    llm_backend: LlmBackend = "llamacpp"
+    # llamacpp: a .gguf path or 'repo_id/file.gguf'; empty: look in models/, else extractive.
+    # openai: the server's model name; empty: the first model the server lists.
+    llm_model: str = ""
+    llm_base_url: str = "http://127.0.0.1:8080/v1"  # llama.cpp's `llama-server` default address
+    # The environment variable holding the server's API key (OPENAI_API_KEY is read when it is unset):
+    # the key itself is never a setting, so it never lands in a manifest, a report or a log.
+    llm_api_key_env: str = "RAG_LLM_API_KEY"
+    # Seconds without a byte from the server before giving up; a CPU server reads a 2,000-token prompt
+    # in ~50 s at 42 tokens/s before its first token.
+    llm_timeout_s: float = 300.0
     n_gpu_layers: int = 0  # 0 = CPU, -1 = offload all (Metal/CUDA builds)
     n_ctx: int = 4096
     # Decode threads. 0 = physical cores - 1 (at least 1): on a busy 2-core machine all cores decoded
@@ -125,6 +139,9 @@ class Config:
             for script in langs.split(","):
                 _check_choice("embed_languages", script, SCRIPTS,
                               hint=f"{', '.join(EMBED_LANGUAGE_WORDS)}, or a comma list of")
+        if self.llm_backend == "openai" and not self.llm_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"setting 'llm_base_url': {self.llm_base_url!r} is not an http(s) URL "
+                              "(e.g. 'http://127.0.0.1:8080/v1')")
         verifier = self.verifier.strip()
         if verifier not in ("offline", "llm") and not (verifier.startswith("nli:") and verifier[4:].strip()):
             raise ConfigError(f"setting 'verifier': {self.verifier!r} is not one of {', '.join(VERIFIERS)} "

@@ -246,7 +246,13 @@ def load_generator(cfg: Config) -> Generator | None:
 
     A configured model that cannot be found raises ModelNotFoundError:
     the user asked for it, so silently answering extractively would hide the mistake.
+    `llm_backend = "openai"` loads the server-backed generator instead (rag.models.openai_backend);
+    a server that cannot be reached raises its ServerError for the same reason.
     """
+    if cfg.llm_backend == "openai":
+        from rag.models.openai_backend import load_openai_generator
+
+        return load_openai_generator(cfg)
     path = resolve_gguf(cfg.llm_model)
     if path is None:
         return None
