@@ -159,3 +159,19 @@ def test_unsupported_claims_stay_flagged_when_the_quotes_would_be_in_another_lan
     _, _, answer = run(pipe_with(gen), "Q4_K_M 的 7B 模型需要多少内存？")
     assert answer.mode == "generative" and not answer.fallback
     assert answer.sentences and not any(s.supported for s in answer.sentences)
+
+
+def test_a_counting_loop_is_stopped_early() -> None:
+    """Seen from Qwen2.5-Coder-0.5B on a Chinese question: a heading repeated under an incrementing
+    marker until the 512-token cap, shown as the answer before the loop check ignored numbers."""
+    guard = StreamGuard(question="某段落在 BM25 结果中排第 1 名、在向量检索中排第 3 名，它的 RRF 融合分数是多少？")
+    pieces = []
+    for n in range(1, 40):
+        pieces += ["[", str(n), "]", " 第", "一部分", "：", "两", "阶段", "检索"]
+    fed = 0
+    for piece in pieces:
+        guard.feed(piece)
+        fed += 1
+        if guard.done:
+            break
+    assert guard.done and fed < 60 and guard.finish() == "repetition"

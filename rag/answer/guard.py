@@ -66,14 +66,17 @@ def wrong_language(text: str, question: str, *, min_letters: int = LANGUAGE_MIN_
 
 
 def repetition_start(text: str) -> int | None:
-    """Where a loop begins: the text ends with the same block three times over (blocks of 8+ characters).
+    """Where a loop begins: the text ends with the same block three times over (blocks of 8+ characters),
+    numbers aside, so that a counting loop ("[1] 第一部分 [2] 第一部分 [3] …") is one too.
 
     >>> repetition_start("A is 1. " + "B is 2 and more text. " * 3)
     8
     >>> repetition_start("A is 1. B is 2. C is 3.") is None
     True
+    >>> repetition_start("Intro. " + "".join(f"[{n}] 第一部分：两阶段检索 " for n in range(8, 12)))
+    7
     """
-    body = text.rstrip()
+    body, where = _numbers_masked(text.rstrip())
     n = len(body)
     for p in range(LOOP_MIN_BLOCK, n // 3 + 1):
         if body[n - p:] == body[n - 2 * p:n - p] == body[n - 3 * p:n - 2 * p]:
@@ -83,8 +86,22 @@ def repetition_start(text: str) -> int | None:
             if i > 0 and not body[i - 1].isspace():  # a match that starts mid-word began at the next word
                 nxt = next((k + 1 for k in range(i, min(n, i + p)) if body[k].isspace()), i)
                 i = nxt
-            return i
+            return where[i] if i < n else len(text)
     return None
+
+
+def _numbers_masked(text: str) -> tuple[str, list[int]]:
+    """`text` with every run of digits as one '0', and for each masked character its offset in `text`.
+
+    >>> _numbers_masked("a [12] b")
+    ('a [0] b', [0, 1, 2, 3, 5, 6, 7])
+    """
+    out: list[str] = []
+    where: list[int] = []
+    for m in re.finditer(r"\d+|\D", text):
+        out.append("0" if m.group()[0].isdigit() else m.group())
+        where.append(m.start())
+    return "".join(out), where
 
 
 def _echoes_question(text: str, question: str) -> bool:
