@@ -201,7 +201,7 @@ def test_the_api_key_comes_from_the_environment_is_sent_and_never_shown(fake, ma
 
 def test_yes_probability_reads_top_logprobs_and_exists_only_when_the_server_has_them(fake, make_cfg):
     script, url = fake
-    cfg = make_cfg(llm_backend="openai", llm_base_url=url)
+    cfg = make_cfg(llm_backend="openai", llm_base_url=url, gate_threshold=0.5)  # the gate is off by default
     assert not isinstance(load_generator(cfg), YesNoModel)  # no logprobs: the gate is skipped, not guessed
     script.logprobs = {"No": -0.2, "Yes": -1.8, "The": -3.0}
     gen = load_generator(cfg)
@@ -236,7 +236,7 @@ def test_the_pipeline_answers_through_the_backend_with_the_same_checks(fake, mak
 def test_the_gate_refuses_through_the_backend_when_the_server_says_no(fake, make_cfg, collection):
     script, url = fake
     script.logprobs = {"No": -0.05, "Yes": -3.0}
-    cfg = make_cfg(llm_backend="openai", llm_base_url=url, abstain_threshold=0.0)
+    cfg = make_cfg(llm_backend="openai", llm_base_url=url, abstain_threshold=0.0, gate_threshold=0.5)
     ans = Pipeline(cfg, embedder=collection, reranker=None).ask("How much memory does a 7B model need?")
     assert ans.refused and ans.timings["answerable"] < 0.5
 
