@@ -239,7 +239,6 @@ class Pipeline:
         caught it late, or the model looped): forget it; the final Answer is always what to show.
         """
         from rag.answer.abstain import evidence_score, should_abstain
-        from rag.answer.prompt import refusal_text
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -262,9 +261,7 @@ class Pipeline:
         mode: Mode = "generative" if generator is not None else "extractive"
         timings["evidence"] = round(evidence, 4)
         if not hits or should_abstain(evidence, self.cfg.abstain_threshold):
-            text = refusal_text(question)
-            yield text
-            yield self._answer(question, query, "refused", text, text, hits, timings)
+            yield from self._refusal(question, query, hits, timings)
             return
         t1 = time.perf_counter()
         fallback = ""
@@ -283,9 +280,7 @@ class Pipeline:
 
             prompt = prompt_for(False)
             if not prompt.sources:
-                text = refusal_text(question)
-                yield text
-                yield self._answer(question, query, "refused", text, text, hits, timings)
+                yield from self._refusal(question, query, hits, timings)
                 return
             if self.cfg.gate_threshold > 0:
                 from rag.answer.gate import answerable_probability
@@ -296,9 +291,7 @@ class Pipeline:
                     timings["gate"] = round(time.perf_counter() - t_gate, 4)
                     timings["answerable"] = round(p_yes, 4)
                     if p_yes < self.cfg.gate_threshold:
-                        text = refusal_text(question)
-                        yield text
-                        yield self._answer(question, query, "refused", text, text, hits, timings)
+                        yield from self._refusal(question, query, hits, timings)
                         return
             sources = list(prompt.sources)
             raw, junk = yield from self._write(generator, prompt, question)
@@ -334,6 +327,15 @@ class Pipeline:
                 answer = self._finish(question, query, "extractive", quotes, list(hits), hits, timings,
                                       fallback="unsupported")
         yield answer
+
+    def _refusal(self, question: str, query: str, hits: Sequence[Hit],
+                 timings: dict[str, float]) -> Iterator[str | Answer]:
+        """The fixed refusal in the question's language, streamed then answered, with the nearest passages."""
+        from rag.answer.prompt import refusal_text
+
+        text = refusal_text(question)
+        yield text
+        yield self._answer(question, query, "refused", text, text, hits, timings)
 
     def _quotes(self, query: str, hits: Sequence[Hit]) -> str:
         """The extractive answer: the no-model mode, and what replaces a model answer not to be shown."""

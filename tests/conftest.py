@@ -54,3 +54,17 @@ def write_docs(folder: Path, docs: dict[str, str | bytes]) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     return folder
+
+
+def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
+    """A text PDF (fpdf2, Helvetica 12): one page per string, an optional metadata title."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    if title:
+        pdf.set_title(title)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())

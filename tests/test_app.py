@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from app.render import answer_html, chat_to_markdown, chunk_html, html_text, md_escape, refusal_html
 from rag.answer.cite import sentence_citations
 from rag.records import Answer, Chunk, Citation, Hit, SentenceCheck
-from tests.conftest import write_docs
+from tests.conftest import make_pdf, write_docs
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "chat.py")
 TIMEOUT = 120  # the first run loads the embedder
@@ -44,17 +44,6 @@ DOCS = {
         "offloads every layer when the model fits in video memory.\n"),
 }
 QUESTION = "How much memory does a 7B model need in Q4_K_M?"
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    return bytes(pdf.output())
 
 
 PDF_PAGES = ["Small boards. This guide covers single-board computers for local language models.",

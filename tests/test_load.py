@@ -25,6 +25,7 @@ from rag.ingest.html import html_to_text
 from rag.ingest.parse import parse
 from rag.ingest.pdf import clean_pdf_text, looks_like_garbage
 from rag.records import Failure, Page
+from tests.conftest import make_pdf
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -50,19 +51,6 @@ def load_error(source: str, data: bytes) -> LoadError:
     with pytest.raises(LoadError) as info:
         parse(source, data)
     return info.value
-
-
-def make_pdf(pages: list[str], *, title: str | None = None) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    if title:
-        pdf.set_title(title)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    return bytes(pdf.output())
 
 
 def pypdf_bytes(writer: object) -> bytes:

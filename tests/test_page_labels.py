@@ -19,7 +19,7 @@ from rag.ingest.parse import parse
 from rag.pipeline import Pipeline
 from rag.records import Chunk, pages_text
 from rag.testing import FakeGenerator
-from tests.conftest import write_docs
+from tests.conftest import make_pdf, write_docs
 
 PAGES = [
     "Preface. This report covers the harbour dredging programme of the city.",
@@ -27,17 +27,6 @@ PAGES = [
     "The dredging of the north basin cost 4.2 million euros in the second year.",
     "The schedule of the works ends in the spring after the survey of the channel.",
 ]
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 8, text)
-    return bytes(pdf.output())
 
 
 def with_labels(data: bytes, ranges: list[tuple[int, int, str, int]]) -> bytes:
