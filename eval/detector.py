@@ -73,6 +73,22 @@ def score_examples(verifier, examples: Sequence[DetectorExample]) -> list[float]
             for e in _progress(examples, len(examples), verifier.name)]
 
 
+def check_flags(verifier, examples: Sequence[DetectorExample], threshold: float) -> list[bool]:
+    """The product's decision: the response, each sentence citing the context as [1], goes through
+    `check_sentences` (support threshold plus the number, unit and table-row checks); flagged when any
+    sentence is unsupported."""
+    from rag.answer.verify import check_sentences, split_sentences
+
+    return [any(not c.supported for c in check_sentences([(s, (1,)) for s in split_sentences(e.response)],
+                                                         [e.context], verifier, threshold=threshold))
+            for e in examples]
+
+
+def flag_metrics(labels: Sequence[int], flagged: Sequence[bool]) -> dict[str, float]:
+    p, r, f1 = precision_recall_f1(labels, flagged)
+    return {"balanced_accuracy": balanced_accuracy(labels, flagged), "precision": p, "recall": r, "f1": f1}
+
+
 def evaluate(labels: Sequence[int], supports: Sequence[float], threshold: float, *,
              split: str | None = None, groups: tuple[list[int], list[int]] | None = None) -> dict:
     """The report: product-threshold metrics plus best_threshold; with split='half', both are
@@ -167,6 +183,9 @@ def _report(out: dict, *, dataset: str, spec: str) -> str:
         f"at support_threshold {out['threshold']:.3f}: balanced accuracy {out['balanced_accuracy']:.3f}  "
         f"precision {out['precision']:.3f}  recall {out['recall']:.3f}  F1 {out['f1']:.3f}",
         f"AUROC {out['auroc']:.3f}",
+        *([f"with the product's sentence checks (numbers, units, table rows): balanced accuracy "
+           f"{out['checks']['balanced_accuracy']:.3f}  precision {out['checks']['precision']:.3f}  "
+           f"recall {out['checks']['recall']:.3f}  F1 {out['checks']['f1']:.3f}"] if "checks" in out else []),
         f"best threshold {out['best_threshold']:.3f}: balanced accuracy {ab['balanced_accuracy']:.3f}  "
         f"precision {ab['precision']:.3f}  recall {ab['recall']:.3f}  F1 {ab['f1']:.3f}",
         f"anchors (other data sets): {ANCHORS}",
@@ -209,12 +228,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = [e.label for e in examples]
         groups = split_half(examples) if args.split == "half" else None
         out = evaluate(labels, supports, threshold, split=args.split, groups=groups)
+        flags = check_flags(verifier, examples, threshold)
+        held = groups[1] if groups else range(len(examples))
+        out["checks"] = flag_metrics([labels[i] for i in held], [flags[i] for i in held])
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()
-                          if k != "at_best"}))
+                          if k not in ("at_best", "checks")} | {"checks": out["checks"]}))
     else:
         print(_report(out, dataset=args.dataset, spec=spec + (" (no embedder)" if args.no_embedder else "")))
     return 0

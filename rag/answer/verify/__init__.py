@@ -49,6 +49,7 @@ from rag.answer.verify.offline import (
     SupportFeatures,
     score_features,
 )
+from rag.answer.verify.quantities import Quantity, missing_quantities, quantities, wrong_row
 from rag.errors import ConfigError, RagError
 from rag.records import SentenceCheck
 
@@ -60,7 +61,8 @@ __all__ = [
     "NUMBER_PENALTY", "WEIGHTS_EMBED", "WEIGHTS_LEXICAL", "LLMVerifier", "NLIVerifier", "OfflineVerifier",
     "SupportFeatures", "Verifier", "bigram_coverage", "check_sentences", "content_tokens", "coverage",
     "entailment_index", "entailment_probs", "is_claim", "load_verifier", "missing_names", "missing_numbers",
-    "names", "numbers", "parse_claims", "parse_verdict", "score_features", "split_sentences", "windows",
+    "missing_quantities", "names", "numbers", "parse_claims", "parse_verdict", "Quantity", "quantities",
+    "score_features", "split_sentences", "windows", "wrong_row",
 ]
 
 
@@ -137,12 +139,16 @@ def _check(text: str, cited: tuple[int, ...], sources: Sequence[str], verifier: 
     if miss:
         label = "number" if len(miss) == 1 else "numbers"
         return s, False, f"{label} {', '.join(miss)} not in {where}"
+    misplaced = wrong_row(text, evidence)
+    if misplaced:
+        label = "number" if len(misplaced) == 1 else "numbers"
+        return s, False, f"{label} {', '.join(misplaced)} in another table row than the one named"
+    gone = missing_names(text, evidence)
+    if gone:  # like a wrong figure, a name the source never mentions is never fine
+        return s, False, f"{'name' if len(gone) == 1 else 'names'} {', '.join(gone)} not in {where}"
     if s >= threshold:
         return s, True, ""
-    gone = missing_names(text, evidence)
-    if gone:
-        reason = f"{'name' if len(gone) == 1 else 'names'} {', '.join(gone)} not in {where}"
-    elif verifier.name == "offline":
+    if verifier.name == "offline":
         reason = f"low overlap with {where} ({s:.2f})"
     else:
         reason = f"not supported by {where} ({s:.2f})"

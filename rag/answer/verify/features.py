@@ -10,10 +10,11 @@ generation, by `rag.answer.abstain` (do the hits hold an answer to this question
 - content tokens: `rag.index.tokenize` tokens (stemmed Latin words, CJK bigrams) less the words
   that claim nothing on their own, and their coverage by the evidence, alone and as pairs;
 - numbers written with digits (normalised) and name-like words, and which of them the evidence
-  lacks; number words in the evidence ("three") match digits in the claim.
+  lacks: quantities with their units and Chinese numerals (`quantities`); number words in the
+  evidence ("three") match digits in the claim.
 
-Deliberately skipped: Chinese numerals and names (CJK claims are checked by bigram coverage and
-Arabic digits only), and coreference across sentences.
+Deliberately skipped: Chinese names (CJK claims are checked by bigram coverage and numbers), and
+coreference across sentences.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+from rag.answer.verify.quantities import missing_quantities, normalise_number
 from rag.index.tokenize import STOPWORDS, tokenize
 from rag.text import fold, language, sentence_spans
 
@@ -29,12 +31,7 @@ NON_CLAIM = frozenset("yes also however thus therefore summary overall conclus a
                       "moreov final answer note".split())
 
 _NUM = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(?:s|st|nd|rd|th)?(?![\d])")
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty".split())}
-_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70",
-                      "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000",
-                      "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5"})
+SHORT_ANSWER_WORDS = 2
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 
 
@@ -77,33 +74,13 @@ def numbers(text: str) -> list[str]:
     ['1990', '2000', '4.8', '3']
     """
     text = unicodedata.normalize("NFKC", text)
-    return [_norm_number(m.group(1)) for m in _NUM.finditer(text)]
-
-
-def _norm_number(raw: str) -> str:
-    if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", raw):
-        raw = raw.replace(",", "")
-    raw = raw.replace(",", ".") if re.fullmatch(r"\d+,\d{1,2}", raw) else raw  # European decimal
-    if "." in raw and re.fullmatch(r"\d+\.\d+", raw):
-        raw = raw.rstrip("0").rstrip(".")
-    return raw
-
-
-def _evidence_numbers(text: str) -> set[str]:
-    found = set(numbers(text))
-    for part in re.split(r"[,.]", " ".join(numbers(text))):
-        found.add(part)  # "1844–1846" or "3.5.1" parts, for claims that quote one of them
-    words = re.findall(r"[a-z]+", fold(text))
-    found.update(_NUMBER_WORDS[w] for w in words if w in _NUMBER_WORDS)
-    return found
+    return [normalise_number(m.group(1)) for m in _NUM.finditer(text)]
 
 
 def missing_numbers(claim: str, evidence: Sequence[str]) -> tuple[str, ...]:
-    """Numbers in the claim that appear in none of the evidence texts (digits or number words)."""
-    have: set[str] = set()
-    for text in evidence:
-        have |= _evidence_numbers(text)
-    return tuple(dict.fromkeys(n for n in numbers(claim) if n not in have))
+    """Quantities of the claim (as written, with their unit) that no evidence text holds: digits,
+    Chinese numerals, number words in the evidence, units compared by value (`quantities`)."""
+    return missing_quantities(claim, evidence)
 
 
 def names(text: str) -> list[str]:
@@ -114,12 +91,14 @@ def names(text: str) -> list[str]:
     """
     out: list[str] = []
     for sent in split_sentences(unicodedata.normalize("NFKC", text)):
-        for i, m in enumerate(_WORD_RE.finditer(sent)):
+        words = list(_WORD_RE.finditer(sent))
+        for i, m in enumerate(words):
             word = m.group().strip("'’-")
             if len(word) < 2 or word.lower() in STOPWORDS or word.lower() in NON_CLAIM:
                 continue
             acronym = word.isupper() and sum(c.isalpha() for c in word) >= 2
-            if acronym or (i > 0 and word[0].isupper()):
+            # A sentence of a few words is an answer such as "Lepidoptera." whose first word is the name.
+            if acronym or word[0].isupper() and (i > 0 or len(words) <= SHORT_ANSWER_WORDS):
                 out.append(word)
     return list(dict.fromkeys(out))
 

@@ -28,9 +28,9 @@ from rag.answer.verify.features import (
     missing_names,
     missing_numbers,
     names,
-    numbers,
     windows,
 )
+from rag.answer.verify.quantities import quantities
 from rag.index.tokenize import tokenize
 from rag.text import CJK_CHAR, language, logistic
 
@@ -96,7 +96,7 @@ class OfflineVerifier:
         wins = [w for t in texts for w in windows(t)]
         win_cov = max((coverage(claim_toks, tokenize(w)) for w in wins), default=0.0) if claim_toks else 1.0
         found = set(claim_toks) & ev_toks
-        nums = numbers(claim)
+        nums = {q.text for q in quantities(claim, claim=True)}
         miss_nums = missing_numbers(claim, texts)
         claim_names = names(claim) if language(claim) != "cjk" else []
         miss_names = missing_names(claim, texts)
@@ -105,7 +105,7 @@ class OfflineVerifier:
             window_coverage=win_cov if texts else 0.0,
             bigram_coverage=max((bigram_coverage(claim_toks, toks) for toks in ev_toks_seq), default=0.0),
             unsupported_tokens=_unsupported_count(set(claim_toks) - found),
-            number_missing=len(miss_nums) / len(set(nums)) if nums else 0.0,
+            number_missing=len(miss_nums) / len(nums) if nums else 0.0,
             name_missing=len(miss_names) / len(claim_names) if claim_names else 0.0,
             similarity=self._similarity(claim, texts, wins),
             n_tokens=len(set(claim_toks)),
