@@ -18,9 +18,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from rag.answer.gate import p_yes_from
 
 SYSTEM = "You check whether a claim is supported by the evidence. Answer with one word: yes or no."
 QUESTION = "Is the claim fully supported by the evidence? Reply yes or no."
@@ -29,26 +26,18 @@ EVIDENCE_CHARS = 6000  # a few passages; more would not fit a small judge's cont
 
 
 class LlamaJudge:
-    """Yes/no support judgements from a GGUF chat model (llama-cpp-python)."""
+    """Yes/no support judgements from a GGUF chat model: `LlamaCppGenerator.yes_probability`, memoised."""
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
-        import llama_cpp
+        from rag.models.llama import LlamaCppGenerator, default_decode_threads, physical_cores
 
-        from rag.models.llama import default_decode_threads, physical_cores
-
-        self.path = Path(model_path)
+        self.generator = LlamaCppGenerator(model_path, n_ctx=n_ctx, n_threads=n_threads or default_decode_threads(),
+                                           n_threads_batch=physical_cores(), temperature=0.0)
+        self.path = self.generator.path
         self.name = f"llm-judge:{self.path.name}"
-        self.llm = llama_cpp.Llama(model_path=str(self.path), n_ctx=n_ctx, verbose=False, seed=0,
-                                   n_threads=n_threads or default_decode_threads(),
-                                   n_threads_batch=physical_cores())
-        self.yes_ids = self._first_tokens(["yes", "Yes", " yes", " Yes"])
-        self.no_ids = self._first_tokens(["no", "No", " no", " No"])
         self._memo: dict[tuple[str, tuple[str, ...]], float] = {}
         self._lock = threading.Lock()
         self.calls = 0
-
-    def _first_tokens(self, words: Sequence[str]) -> list[int]:
-        return sorted({self.llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in words})
 
     def p_yes(self, claim: str, evidence: Sequence[str]) -> float:
         key = (claim, tuple(evidence))
@@ -56,18 +45,10 @@ class LlamaJudge:
             if key in self._memo:
                 return self._memo[key]
             text = "\n\n".join(" ".join(e.split()) for e in evidence)[:EVIDENCE_CHARS]
-            seen: list[Any] = []
-
-            def capture(_ids: Any, scores: Any) -> Any:
-                seen.append(scores.copy())
-                return scores
-
-            self.llm.create_chat_completion(
-                messages=[{"role": "system", "content": SYSTEM},
-                          {"role": "user", "content": f"Evidence:\n{text}\n\nClaim: {claim}\n\n{QUESTION}"}],
-                max_tokens=1, temperature=0.0, logits_processor=[capture])
+            p = self.generator.yes_probability([
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": f"Evidence:\n{text}\n\nClaim: {claim}\n\n{QUESTION}"}])
             self.calls += 1
-            p = p_yes_from(seen[0], self.yes_ids, self.no_ids) if seen else 0.0
             self._memo[key] = p
             return p
 

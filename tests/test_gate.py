@@ -116,3 +116,15 @@ def test_llama_cpp_yes_probability_is_a_probability(tmp_path):
     assert 0.0 < p < 1.0 and gen.yes_probability(messages) == pytest.approx(p)  # deterministic
     # It leaves the model usable for writing, with the same lock.
     assert isinstance("".join(gen.stream(messages, max_tokens=3)), str)
+
+
+@pytest.mark.slow
+def test_the_eval_judge_reads_the_same_probability_and_memoises_it(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from eval.judge import LlamaJudge
+    from rag.testing import write_tiny_gguf
+
+    judge = LlamaJudge(write_tiny_gguf(tmp_path / "tiny.gguf"), n_ctx=2048)
+    p = judge.p_yes("Water is wet.", ["Water is a liquid."])
+    assert 0.0 < p < 1.0
+    assert judge.p_yes("Water is wet.", ["Water is a liquid."]) == p and judge.calls == 1
