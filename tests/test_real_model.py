@@ -76,3 +76,17 @@ def test_a_question_the_documents_do_not_answer_is_refused(real_pipe) -> None:
 def test_the_recommended_entry_matches_the_file(real_pipe) -> None:
     assert real_pipe.generator is not None
     assert real_pipe.generator.name == find_recommended(MODEL).file
+
+
+@pytest.mark.parametrize("cited", [(), (1,)])
+def test_world_knowledge_never_becomes_a_supported_sentence(real_pipe, cited) -> None:
+    """"The capital of Peru is Lima." is true and in no sample document: the pipeline's own checks,
+    and the 0.5B model judging it as the `llm` verifier, must not call it supported by a retrieved
+    passage, whether or not it carries a (fake) citation."""
+    from rag.answer.verify import LLMVerifier, check_sentences
+
+    sources = [hit.chunk.text for hit in real_pipe.search("What is the capital of Peru?")[:2]]
+    claim = "The capital of Peru is Lima."
+    for verifier in (real_pipe.verifier, LLMVerifier(real_pipe.generator)):
+        (result,) = check_sentences([(claim, cited)], sources, verifier, threshold=real_pipe.cfg.support_threshold)
+        assert not result.supported, (verifier.name, result)
