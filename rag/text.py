@@ -16,8 +16,16 @@ answer: one splitter serves them all, with an option for each job's own need (se
   tokenizer cuts into bigrams, so every stage agrees on what a CJK character is.
 - `language`: 'cjk' | 'latin' | 'other' from the share of letters in each script; Japanese and
   Korean count as 'cjk' (what matters downstream is bigram tokens and English-only models).
-- `fold`: NFKC, radical look-alikes folded (`fold_radicals`) and lower case, the form in which
-  text is compared ("４.８ ＧＢ" matches "4.8 gb", "键⻆" matches "键角").
+- `normalise`: NFKC and radical look-alikes folded (`fold_radicals`), case kept: what the
+  embedder reads on both sides (chunks at ingest, the query at search). NFKC folds full-width
+  Latin and digits ("ＧＧＵＦ４" → "GGUF4"), the CJK compatibility ideographs (U+F900-U+FAFF and
+  the supplement U+2F800-U+2FA1F: "\uf9b4" → "\u9818" 領) and the Kangxi radicals (U+2F00-U+2FD5);
+  `RADICAL_TABLE` the CJK Radicals Supplement, which NFKC barely folds ("⻅" → "见").
+- `fold`: `normalise`, then lower case, the form in which text is compared: BM25 tokens
+  (`rag.index.tokenize`), and through them citation, support and abstention checks ("４.８ ＧＢ"
+  matches "4.8 gb", "键⻆" matches "键角"). Stored chunk text is never normalised: users see the
+  text as the file has it (PDF extraction alone folds radicals and ligatures, which are font
+  artefacts, not the author's text).
 - `logistic`: the one sigmoid behind every fitted score.
 
 Deliberately skipped: sentence rules for scripts other than Latin and CJK punctuation (Thai,
@@ -54,15 +62,30 @@ def has_cjk(text: str) -> bool:
     return CJK_CHAR.search(text) is not None
 
 
+def normalise(text: str) -> str:
+    """NFKC, then radical look-alikes folded; case kept. Full-width Latin and digits become ASCII,
+    ligatures split, compatibility ideographs become the unified ones, '⻆' (a radical some PDF
+    fonts emit) becomes '角'.
+
+    >>> normalise("４.８ ＧＢ ﬁle 键⻆ \uf9b4")
+    '4.8 GB file 键角 領'
+    """
+    return fold_radicals(unicodedata.normalize("NFKC", text))
+
+
 def fold(text: str) -> str:
-    """NFKC, radical look-alikes folded, then lower case: full-width Latin and digits become
-    ASCII, ligatures split, '⻆' (a radical some PDF fonts emit) becomes '角'.
+    """`normalise`, then lower case: the form in which text is compared.
 
     >>> fold("４.８ ＧＢ ﬁle 键⻆")
     '4.8 gb file 键角'
     """
-    return fold_radicals(unicodedata.normalize("NFKC", text)).lower()
+    return normalise(text).lower()
 
+
+# Recorded in every index manifest (rag.ingest.build.settings_signature): bump it whenever `normalise`
+# gives a different text, so the next ingest re-embeds every file instead of mixing vectors of old
+# and new forms. (BM25 tokens have their own version, rag.index.tokenize.TOKENIZER_VERSION.)
+NORMALISE_VERSION = "1"  # 1: chunks and queries are embedded in the normalised form
 
 # CJK Radicals Supplement (U+2E80-U+2EFF) → the ideograph each stands for, after Unicode's
 # EquivalentUnifiedIdeograph.txt: Chinese PDF fonts often map glyphs to these look-alikes, and NFKC
