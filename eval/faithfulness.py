@@ -339,12 +339,13 @@ def answer_question(pipe, q: Question, *, judge: str, independent=None) -> dict:
 
 
 def language_ok(question: str, text: str) -> bool:
-    """The answer is written in the question's language (Chinese vs the rest), judged by script."""
+    """The answer is written in the question's language (Chinese, Japanese, Korean vs the rest), judged
+    by script (`rag.answer.prompt.answer_language`)."""
     from rag.answer.guard import wrong_language
     from rag.answer.prompt import answer_language
 
-    if answer_language(question) == "zh":
-        return answer_language(text) == "zh"
+    if answer_language(question) != "en":
+        return answer_language(text) == answer_language(question)
     return not wrong_language(text, question)
 
 

@@ -5,6 +5,8 @@
     ['Dr. Smith measured 3.5 kg.[1]', '它很重！', 'Next one']
     >>> language("GGUF 量化怎么用"), language("What is GGUF?"), language("Как дела?")
     ('cjk', 'latin', 'other')
+    >>> cjk_language("GGUF とは？"), cjk_language("GGUF 란?"), cjk_language("GGUF 是什么？")
+    ('ja', 'ko', 'zh')
 
 Chunking cuts documents at sentences, citations are read per sentence of the answer, the
 verifier compares claims with sentences of the evidence, and the UI marks sentences of the
@@ -16,6 +18,8 @@ answer: one splitter serves them all, with an option for each job's own need (se
   tokenizer cuts into bigrams, so every stage agrees on what a CJK character is.
 - `language`: 'cjk' | 'latin' | 'other' from the share of letters in each script; Japanese and
   Korean count as 'cjk' (what matters downstream is bigram tokens and English-only models).
+- `cjk_language`: 'zh' | 'ja' | 'ko' for CJK text, from its kana and Hangul: the language a
+  refusal or an answer instruction is written in.
 - `normalise`: NFKC and radical look-alikes folded (`fold_radicals`), case kept: what the
   embedder reads on both sides (chunks at ingest, the query at search). NFKC folds full-width
   Latin and digits ("ＧＧＵＦ４" → "GGUF4"), the CJK compatibility ideographs (U+F900-U+FAFF and
@@ -161,6 +165,38 @@ def language(text: str) -> Script:
     if profile["latin"] > 0.5:
         return "latin"
     return "other"
+
+
+CjkLanguage = Literal["zh", "ja", "ko"]
+# Hiragana and katakana letters (with ー and the phonetic extensions), not the middle dot ・ (U+30FB),
+# which Chinese text also uses between the parts of a foreign name ("马丁・波特").
+_KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff]")
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+KANA_SHARE = 0.1  # see `cjk_language`
+HANGUL_SHARE = 0.3
+
+
+def cjk_language(text: str) -> CjkLanguage:
+    """'ko' when Hangul is ≥ 30 % of the CJK letters (and outnumbers kana), 'ja' when kana is
+    ≥ 10 %, else 'zh' (also for text without CJK letters: ask `language` first).
+
+    >>> cjk_language("量子化の利点は？"), cjk_language("양자화의 장점은?"), cjk_language("量化的优点？")
+    ('ja', 'ko', 'zh')
+
+    10 %, not more: Japanese writes its content words in kanji and only particles and endings in
+    kana ("量子化の利点は？" is 2 kana of 7), and Chinese text has no kana at all. Korean text may
+    quote Hanja, but Hangul carries it. Japanese written in kanji alone reads as Chinese.
+    """
+    text = unicodedata.normalize("NFKC", text)  # half-width katakana and Hangul to their full forms
+    cjk = len(CJK_CHAR.findall(text))
+    if cjk == 0:
+        return "zh"
+    kana, hangul = len(_KANA.findall(text)), len(_HANGUL.findall(text))
+    if hangul > kana and hangul >= HANGUL_SHARE * cjk:
+        return "ko"
+    if kana >= KANA_SHARE * cjk:
+        return "ja"
+    return "zh"
 
 
 # --- numbers -------------------------------------------------------------------------------------
