@@ -167,3 +167,26 @@ def test_normalise_folds_each_case_and_keeps_case(typed, meant):
     assert normalise(typed) == meant
     assert fold(typed) == meant.lower()
     assert tokenize(typed) == tokenize(meant)
+
+
+def test_a_new_normalisation_version_re_embeds_every_file(tmp_path, make_cfg, monkeypatch):
+    """An index built before normalisation (or with another version of it) has vectors of another
+    text form: the next ingest processes every file again instead of mixing the two forms."""
+    import rag.text
+    from rag.index.store import Index
+    from rag.ingest.build import ingest
+    from tests.conftest import write_docs
+
+    folder = write_docs(tmp_path / "docs", {"target.md": CASES[0][1], **OTHERS})
+    cfg = make_cfg()
+    first = ingest(folder, cfg, embedder=FakeEmbedder())
+    assert ingest(folder, cfg, embedder=FakeEmbedder()).noop
+    monkeypatch.setattr(rag.text, "NORMALISE_VERSION", rag.text.NORMALISE_VERSION + "-next")
+    second = ingest(folder, cfg, embedder=FakeEmbedder())
+    assert not second.noop and second.generation != first.generation
+    assert second.unchanged == 0 and sorted(second.changed) == sorted(["target.md", *OTHERS])
+    idx = Index.open(cfg.index_dir)
+    try:
+        assert idx.manifest["settings"]["normalise"] == rag.text.NORMALISE_VERSION
+    finally:
+        idx.close()

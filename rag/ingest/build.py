@@ -42,7 +42,7 @@ from rag.index.store import (
 )
 from rag.models.embed import BaseEmbedder, Embedder
 from rag.records import Chunk, Document, Failure
-from rag.text import NORMALISE_VERSION, normalise
+from rag.text import normalise
 
 if TYPE_CHECKING:
     from rag.ingest.ocr import PdfOcr
@@ -205,12 +205,13 @@ def index_text(chunk: Chunk, title: str) -> str:
 def settings_signature(cfg: Config) -> dict[str, Any]:
     """Settings that change chunk boundaries, text or tokens: a change re-processes every file
     (an index from before a key existed lacks it, so it is re-processed too)."""
+    from rag import text
     from rag.index import tokenize
     from rag.ingest import parse
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
             "tokenizer": tokenize.TOKENIZER_VERSION, "extract": parse.EXTRACT_VERSION, "embed_model": cfg.embed_model,
-            "normalise": NORMALISE_VERSION,  # what the embedder reads (index_text); BM25's is the tokenizer's
+            "normalise": text.NORMALISE_VERSION,  # what the embedder reads (index_text); BM25's is the tokenizer's
             "embed_backend": cfg.embed_backend,  # int8 vectors differ slightly: no mixing within an index
             "ocr": cfg.ocr}  # OCR on or off changes the text of scanned and garbage pages
 
