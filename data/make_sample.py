@@ -13,7 +13,7 @@ produce byte-identical files. The Chinese PDF embeds subsets of DejaVu Sans
 ``apt-get install fonts-dejavu-core fonts-droid-fallback``.
 
 ``python data/make_sample.py --check`` does not write anything. It validates
-``data/eval/questions.jsonl`` against the generated files: the schema of every
+``data/eval/questions.jsonl`` and ``data/eval/crosslingual.jsonl`` against the generated files: the schema of every
 record, and for every answerable question that one of its reference answers
 occurs (case-insensitively, NFKC- and whitespace-normalized) in the text of the
 gold document, on the gold page for PDFs (text extracted with pypdf; HTML text
@@ -35,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DOCS_DIR = HERE / "docs"
 QUESTIONS = HERE / "eval" / "questions.jsonl"
+CROSSLINGUAL = HERE / "eval" / "crosslingual.jsonl"
+DIRECTIONS = ("en→zh", "zh→en")  # question language → language of the gold documents
 CREATION_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 LATIN_FONT_CANDIDATES = [
@@ -1055,6 +1057,11 @@ def _found(answer: str, page_text: str) -> bool:
     return bool(a2) and a2 in t2
 
 
+def doc_language(name: str) -> str:
+    """The language of a sample document, from its name: the Chinese ones end in '-zh'."""
+    return "zh" if Path(name).stem.endswith("-zh") else "en"
+
+
 def _lang_len(text: str) -> tuple[int, int]:
     words = len(re.findall(r"[A-Za-z0-9][A-Za-z0-9'_.\-]*", text))
     cjk = len(re.findall(r"[\u4e00-\u9fff]", text))
@@ -1091,14 +1098,27 @@ def check() -> int:
     if extra:
         errors.append(f"unexpected files in data/docs: {extra}")
 
+    for path in (QUESTIONS, CROSSLINGUAL):
+        check_questions(path, cache, errors)
+    for err in errors:
+        print(f"ERROR {err}")
+    if errors:
+        print(f"check FAILED with {len(errors)} error(s)")
+        return 1
+    print("check OK: every reference answer was found on its gold page")
+    return 0
+
+
+def check_questions(path: Path, cache: dict[str, list[str]], errors: list[str]) -> None:
+    """Validate one questions file against the documents' pages in `cache`; problems go to `errors`."""
     total = unanswerable = zh = followup = answerable = 0
     ids: set[str] = set()
-    with open(QUESTIONS, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        where = f"questions.jsonl:{lineno}"
+        where = f"{path.name}:{lineno}"
         try:
             q = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -1120,6 +1140,13 @@ def check() -> int:
         if not isinstance(q["question"], str) or not q["question"].strip():
             errors.append(f"{qid}: empty question")
         zh += q["lang"] == "zh"
+        if "direction" in q:
+            # A cross-lingual question: asked in one language, answered only by documents in the other.
+            if q["direction"] not in DIRECTIONS or q["direction"].split("→")[0] != q["lang"]:
+                errors.append(f"{qid}: direction {q['direction']!r} is not one of {DIRECTIONS} "
+                              f"starting with its lang {q['lang']!r}")
+            elif any(doc_language(g.get("source", "")) != q["direction"].split("→")[1] for g in q["gold"]):
+                errors.append(f"{qid}: a gold source is not in the language its direction names")
         if "history" in q or q["type"] == "followup":
             followup += q["type"] == "followup"
             hist = q.get("history")
@@ -1148,21 +1175,14 @@ def check() -> int:
             if not any(_found(ans, cache[src][page - 1]) for ans in q["answers"]):
                 errors.append(f"{qid}: none of {q['answers']} found in {src} page {page}")
 
-    print(f"questions: {total}, answerable: {answerable}, unanswerable: {unanswerable} "
+    print(f"{path.name}: {total} questions, answerable: {answerable}, unanswerable: {unanswerable} "
           f"({100.0 * unanswerable / max(total, 1):.0f} %), zh: {zh}, followup: {followup}")
-    for err in errors:
-        print(f"ERROR {err}")
-    if errors:
-        print(f"check FAILED with {len(errors)} error(s)")
-        return 1
-    print("check OK: every reference answer was found on its gold page")
-    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="validate data/eval/questions.jsonl against data/docs instead of writing files")
+                        help="validate the data/eval question files against data/docs instead of writing files")
     args = parser.parse_args()
     if args.check:
         return check()

@@ -16,7 +16,9 @@ Question sets → `QASet`: the documents to index (built from the file) and `Que
   distinct passage text, source `passage_source(n)` = 'NNNNNN' in order of first appearance; a
   question's gold is its first passage and any marked `"gold": true`.
 - `load_questions_jsonl`: the shipped format (data/eval/README.md): gold [{source, page}] names
-  files of a documents folder, which is not read here.
+  files of a documents folder, which is not read here. The shipped sets have names (`SHIPPED`):
+  'sample' (data/eval/questions.jsonl) and 'crosslingual' (data/eval/crosslingual.jsonl, every
+  question with a `direction` such as 'en→zh'); `dataset_path` turns a name into its file.
 - `load_qa(path, fmt)`: one of the above by format ('squad', 'cranfield', 'jsonl' → passages or
   shipped questions, told apart by the first row); `guess_format` picks it from the path.
 
@@ -46,6 +48,8 @@ from rag.records import Document, Page
 from rag.text import language
 
 FORMATS = ("squad", "cranfield", "jsonl")
+EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "eval"
+SHIPPED = {"sample": EVAL_DIR / "questions.jsonl", "crosslingual": EVAL_DIR / "crosslingual.jsonl"}
 
 
 # --- records -----------------------------------------------------------------------------------------
@@ -68,6 +72,7 @@ class Question:
     lang: str = "en"
     type: str = ""  # factoid | followup | unanswerable | query; '' → factoid or unanswerable by answers
     history: tuple[tuple[str, str], ...] = ()  # (role, content) of earlier turns, oldest first
+    direction: str = ""  # cross-lingual sets: 'en→zh' = an English question answered by Chinese documents
 
     def __post_init__(self) -> None:
         if not self.type:
@@ -264,7 +269,8 @@ def load_questions_jsonl(path: str | Path) -> QASet:
                 gold=tuple(Gold(str(g["source"]), int(g["page"]) if g.get("page") is not None else None)
                            for g in row.get("gold", [])),
                 lang=str(row.get("lang", "en")), type=str(row.get("type", "")),
-                history=tuple((str(h["role"]), str(h["content"])) for h in row.get("history", []))))
+                history=tuple((str(h["role"]), str(h["content"])) for h in row.get("history", [])),
+                direction=str(row.get("direction", ""))))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
             raise RagError(f"{path}:{i}: not a question row of the data/eval format ({err!r}; "
                            "see data/eval/README.md)") from err
@@ -282,6 +288,15 @@ def is_passages_jsonl(path: str | Path) -> bool:
             return isinstance(row, dict) and "passages" in row and not any(
                 isinstance(g, dict) for g in row.get("gold", []))
     return False
+
+
+def dataset_path(name_or_path: str | Path) -> Path:
+    """The file of a shipped set by name ('sample', 'crosslingual'), else the path as given.
+
+    >>> dataset_path("crosslingual").name, str(dataset_path("my/q.jsonl"))
+    ('crosslingual.jsonl', 'my/q.jsonl')
+    """
+    return SHIPPED.get(str(name_or_path), Path(name_or_path))
 
 
 def guess_format(path: str | Path) -> str:

@@ -9,8 +9,10 @@ Every question's result is appended to `<out>/cache.jsonl` as soon as it is know
 (question id, run key): an interrupted run resumes where it stopped, and a finished one is
 re-scored without running the pipeline again.
 
-Datasets:
-- default: `data/eval/questions.jsonl` over the sample collection `data/docs/`;
+Datasets (`--dataset` takes a path or a shipped set's name, `eval.datasets.SHIPPED`):
+- default: `sample`, `data/eval/questions.jsonl` over the sample collection `data/docs/`;
+- `crosslingual`: `data/eval/crosslingual.jsonl`, English questions answered only by the Chinese
+  documents of `data/docs/` and the reverse; the report adds `by_direction` (en→zh, zh→en);
 - `--format jsonl`: that format (gold = [{source, page}], documents from `--docs`), or rows with
   `passages` (the index is built from the passages);
 - `--format squad`: SQuAD 2.0 / CMRC 2018; one document per paragraph, every paragraph indexed.
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval import metrics as M
-from eval.datasets import Gold, Question, load_qa
+from eval.datasets import Gold, Question, dataset_path, load_qa
 from eval.harness import hash_documents
 from eval.metrics.calibration import Refuses
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
@@ -337,12 +339,13 @@ def answer_question(pipe, q: Question, *, judge: str, independent=None) -> dict:
 
 
 def language_ok(question: str, text: str) -> bool:
-    """The answer is written in the question's language (Chinese vs the rest), judged by script."""
+    """The answer is written in the question's language (Chinese, Japanese, Korean vs the rest), judged
+    by script (`rag.answer.prompt.answer_language`)."""
     from rag.answer.guard import wrong_language
     from rag.answer.prompt import answer_language
 
-    if answer_language(question) == "zh":
-        return answer_language(text) == "zh"
+    if answer_language(question) != "en":
+        return answer_language(text) == answer_language(question)
     return not wrong_language(text, question)
 
 
@@ -483,13 +486,17 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
     support = {"answerable": [], "unanswerable": []}
     for q, r in zip(questions, records):
         support["answerable" if q.answerable else "unanswerable"] += [s["support"] for s in r["sentences"]]
-    by_type: dict[str, dict] = {}
-    for t in sorted({q.type for q in questions}):
-        idx = [i for i, q in enumerate(questions) if q.type == t]
-        sub = score([questions[i] for i in idx], [records[i] for i in idx],
+    def subset(keep: Sequence[int]) -> dict:
+        sub = score([questions[i] for i in keep], [records[i] for i in keep],
                     abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses,
                     gate_threshold=cfg.gate_threshold)
-        by_type[t] = {"n": len(idx), **{m: _round(M.share(sub.values[m])) for m in HEADLINE}}
+        return {"n": len(keep), **{m: _round(M.share(sub.values[m])) for m in HEADLINE}}
+
+    by_type = {t: subset([i for i, q in enumerate(questions) if q.type == t])
+               for t in sorted({q.type for q in questions})}
+    # cross-lingual sets: an English question over Chinese documents is not the same task as the reverse
+    by_direction = {d: subset([i for i, q in enumerate(questions) if q.direction == d])
+                    for d in sorted({q.direction for q in questions if q.direction})}
     reranked = any(r.get("reranked") for r in records)
     notices = sorted({x for r in records for x in r.get("notices", [])})
     return {
@@ -527,6 +534,7 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
             "sentence_support": support,
         },
         "by_type": by_type,
+        "by_direction": by_direction,
         "notices": notices,
         "seconds": round(seconds, 1),
     }
@@ -725,6 +733,18 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+DIRECTION_COLUMNS = ("recall@5", "mrr", "answer_recall", "f1", "faithfulness", "false_refusal_rate",
+                     "language_match")
+
+
+def format_directions(report: dict) -> str:
+    """One row per direction of a cross-lingual set (en→zh, zh→en)."""
+    lines = [f"{'direction':<10}{'n':>5}" + "".join(f"{c:>20}" for c in DIRECTION_COLUMNS)]
+    for d, row in report["by_direction"].items():
+        lines.append(f"{d:<10}{row['n']:>5}" + "".join(f"{_fmt(row.get(c)):>20}" for c in DIRECTION_COLUMNS))
+    return "\n".join(lines)
+
+
 def format_side_by_side(report: dict, peer: dict) -> str:
     """The product and the peer, metric by metric, same questions and judge."""
     lines = [f"{'metric':<26}{'this project':>14}{peer['mode']:>14}   n   judge"]
@@ -742,8 +762,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.config import load_config
 
     ap = argparse.ArgumentParser(prog="python -m eval.faithfulness", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", type=Path, default=DEFAULT_DATASET,
-                    help="questions file (default: data/eval/questions.jsonl, over data/docs)")
+    ap.add_argument("--dataset", type=dataset_path, default=DEFAULT_DATASET,
+                    help="questions file, or a shipped set: sample (default: data/eval/questions.jsonl, "
+                         "over data/docs) or crosslingual")
     ap.add_argument("--format", choices=("jsonl", "squad"), help="default: from the file name")
     ap.add_argument("--docs", type=Path, help="documents of a jsonl set (default: data/docs beside data/eval)")
     ap.add_argument("--index", type=Path, help="use this existing index instead of building one")
@@ -786,6 +807,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{es.name}: {report['dataset']['questions']} questions ({report['dataset']['answerable']} answerable), "
           f"{report['mode']} mode, judge {report['judge']}, {report['seconds']} s")
     print(format_table(report) if peer_report is None else format_side_by_side(report, peer_report))
+    if report["by_direction"]:
+        print(format_directions(report))
     print(f"report: {out / 'report.md'}")
     if baseline is not None:
         from eval.report import write_report

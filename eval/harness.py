@@ -8,7 +8,10 @@ the evidence score are then the product's, never a copy of them.
     with temporary_pipeline(qs.docs, cfg, embedder) as pipe:        # a throw-away index
         hits = pipe.retrieve("question")
 
-Deliberately skipped: ingesting from files (a harness over a folder calls `rag.ingest.build.ingest`).
+    docs = folder_documents(Path("data/docs"))                     # a folder's files, parsed
+
+Deliberately skipped: ingesting from files with the incremental machinery (a harness that keeps its
+index calls `rag.ingest.build.ingest`); `folder_documents` parses every file, every time.
 """
 from __future__ import annotations
 
@@ -61,6 +64,22 @@ def index_documents(docs: Iterable[Document], cfg: Config, embedder: Embedder, i
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(want)
     return cfg
+
+
+def folder_documents(folder: Path) -> list[Document]:
+    """Every supported file under `folder` (hidden ones skipped), parsed by `rag.ingest.parse` in path
+    order; a source is the path relative to `folder`, as `rag.ingest` names it."""
+    from rag.errors import RagError
+    from rag.ingest.parse import parse, suffix_kind
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RagError(f"documents folder {folder} does not exist (fix: pass --docs with the folder the "
+                       "questions are about)")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(folder).parts))
+    return [parse(p.relative_to(folder).as_posix(), p.read_bytes()) for p in files
+            if suffix_kind(p.name) is not None]
 
 
 @contextlib.contextmanager

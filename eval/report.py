@@ -112,6 +112,14 @@ def markdown(report: dict) -> str:
             lines.append(f"| {t} | {row['n']} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
         lines.append("")
 
+    if report.get("by_direction"):
+        cols = ["recall@5", "mrr", "answer_recall", "f1", "faithfulness", "false_refusal_rate", "language_match"]
+        lines += ["## By direction (question language → document language)", "",
+                  "| direction | n | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+        for d, row in report["by_direction"].items():
+            lines.append(f"| {d} | {row['n']} | " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
+        lines.append("")
+
     if report.get("baseline"):
         b = report["baseline"]
         lines += ["## Against the baseline", "", f"`{b['path']}`, tolerance {b['max_drop']}: "

@@ -1,11 +1,18 @@
 """Retrieval quality on a public dataset: BM25, dense and hybrid side by side.
 
-    python -m eval.retrieval --dataset PATH [--format squad|cranfield|jsonl] [--k 1,5,20] [--json]
+    python -m eval.retrieval --dataset PATH|sample|crosslingual [--format squad|cranfield|jsonl]
+        [--docs DIR] [--k 1,5,20] [--json]
 
 Builds a temporary index from the dataset's passages with the same code as `rag.ingest.build` (SQuAD:
 one document per paragraph; Cranfield: one per abstract; jsonl: `passages` [{title, text}] per
 line), asks every answerable question and reports recall@k, MRR and nDCG@10 per retriever.
 Metrics are computed over documents: chunk hits are collapsed to their document's first rank.
+
+The shipped sets (`sample`, `crosslingual`: data/eval/README.md) name their gold by file and page
+of a documents folder (`--docs`, default data/docs): the files are parsed with `rag.ingest.parse`,
+and the ranked units are pages ('report.pdf#3'; a chunk over pages 3-4 counts for both), so a
+multi-page PDF is not one easy target. Questions with a `direction` (en→zh, zh→en) are also
+scored per direction.
 """
 from __future__ import annotations
 
@@ -18,33 +25,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.datasets import FORMATS, QASet, guess_format, load_qa
+from eval.datasets import FORMATS, SHIPPED, QASet, Question, dataset_path, guess_format, load_qa
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 from rag.errors import RagError
+from rag.text import normalise
 
 if TYPE_CHECKING:
     from rag.answer.retrieve import SearchMode
     from rag.config import Config
     from rag.models.embed import Embedder
-    from rag.records import Hit
+    from rag.records import Document, Hit
 
 MODES: tuple[SearchMode, ...] = ("bm25", "dense", "hybrid")
 
 
-def retrieval_queries(qs: QASet) -> list[tuple[str, dict[str, float]]]:
-    """(question, {source: gain}) of every answerable question with a relevant document, in file order."""
+def by_page(qs: QASet) -> bool:
+    """Rank pages, not documents: every gold of the set names its page (the shipped sets)."""
+    golds = [g for q in qs.questions for g in q.gold]
+    return bool(golds) and all(g.page is not None for g in golds)
+
+
+def unit(source: str, page: int | None) -> str:
+    """The ranked unit: a document, or one page of it.
+
+    >>> unit("a.pdf", 3), unit("003-012", None)
+    ('a.pdf#3', '003-012')
+    """
+    return source if page is None else f"{source}#{page}"
+
+
+def retrieval_items(qs: QASet) -> list[tuple[Question, dict[str, float]]]:
+    """(question, {unit: gain}) of every answerable question with a relevant unit, in file order."""
+    pages = by_page(qs)
     out = []
     for q in qs.questions:
-        gains = {g.source: g.gain for g in q.gold}
+        gains = {unit(g.source, g.page if pages else None): g.gain for g in q.gold}
         if q.answerable and any(v > 0 for v in gains.values()):
-            out.append((q.question, gains))
+            out.append((q, gains))
     return out
 
 
-def dedupe_sources(hits: Iterable[Hit]) -> list[str]:
+def retrieval_queries(qs: QASet) -> list[tuple[str, dict[str, float]]]:
+    """(question text, {unit: gain}) of `retrieval_items`."""
+    return [(q.question, gains) for q, gains in retrieval_items(qs)]
+
+
+def dedupe_sources(hits: Iterable[Hit], *, pages: bool = False) -> list[str]:
+    """Ranked units of the hits, each at its first rank: sources, or with `pages` every page of a chunk."""
     seen: dict[str, None] = {}
     for h in hits:
-        seen.setdefault(h.chunk.source, None)
+        for p in h.chunk.pages if pages else (None,):
+            seen.setdefault(unit(h.chunk.source, p), None)
     return list(seen)
 
 
@@ -66,37 +97,51 @@ class Scores:
 
 
 def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = (1, 5, 20),
-             modes: Sequence[SearchMode] = MODES,
+             modes: Sequence[SearchMode] = MODES, docs: Sequence[Document] | None = None,
              limit: int | None = None, progress: bool = True) -> dict:
-    """Build an index over qs.docs and score every query (the first `limit`) under each retrieval mode.
+    """Build an index over qs.docs (or `docs`, for a set whose documents live in a folder) and score
+    every query (the first `limit`) under each retrieval mode; with directions, also per direction
+    (`by_direction`: {direction: {n_queries, mode: metrics}}).
 
     The index is built by `rag.ingest.build` and searched by the Pipeline's own Retriever (the
     configured fusion, dense weight and candidates); only the query embeddings are batched.
     """
     from eval.harness import temporary_pipeline
 
-    if not qs.docs:
-        raise RagError(f"{qs.name} brings no documents to index (fix: use a SQuAD, Cranfield or passages file)")
-    queries = retrieval_queries(qs)[:limit] if limit else retrieval_queries(qs)
+    docs = list(docs if docs is not None else qs.docs)
+    if not docs:
+        raise RagError(f"{qs.name} brings no documents to index (fix: use a SQuAD, Cranfield or passages file, "
+                       "or pass --docs with the folder a questions file is about)")
+    items = retrieval_items(qs)[:limit] if limit else retrieval_items(qs)
+    pages = by_page(qs)
+    directions = sorted({q.direction for q, _ in items if q.direction})
     t0 = time.perf_counter()
-    with temporary_pipeline(qs.docs, cfg, embedder) as pipe:
+    with temporary_pipeline(docs, cfg, embedder) as pipe:
         build_s = time.perf_counter() - t0
         retriever = pipe.retriever
         depth = max(max(ks), 10)
-        qvecs = embedder.embed([q for q, _ in queries])
+        qvecs = embedder.embed([normalise(q.question) for q, _ in items])  # as Retriever.candidates does
         scores = {m: Scores(tuple(ks)) for m in modes}
-        iterator: Iterable[int] = range(len(queries))
+        per_dir = {d: {m: Scores(tuple(ks)) for m in modes} for d in directions}
+        iterator: Iterable[int] = range(len(items))
         if progress:
             from tqdm import tqdm
 
             iterator = tqdm(iterator, desc="queries", file=sys.stderr)
         for i in iterator:
-            q, gains = queries[i]
+            q, gains = items[i]
             for m in modes:
-                hits = retriever.search_with_vector(q, qvecs[i], k=depth * 3, mode=m)
-                scores[m].add(dedupe_sources(hits)[:depth], gains)
-    return {"n_queries": len(queries), "n_docs": len(qs.docs), "index_build_s": round(build_s, 1),
-            **{m: scores[m].means() for m in modes}}
+                hits = retriever.search_with_vector(q.question, qvecs[i], k=depth * 3, mode=m)
+                ranked = dedupe_sources(hits, pages=pages)[:depth]
+                scores[m].add(ranked, gains)
+                if q.direction:
+                    per_dir[q.direction][m].add(ranked, gains)
+    out = {"n_queries": len(items), "n_docs": len(docs), "index_build_s": round(build_s, 1),
+           "unit": "page" if pages else "document", **{m: scores[m].means() for m in modes}}
+    if directions:
+        out["by_direction"] = {d: {"n_queries": per_dir[d][modes[0]].n, **{m: per_dir[d][m].means() for m in modes}}
+                               for d in directions}
+    return out
 
 
 def format_table(result: dict, modes: Sequence[SearchMode] = MODES) -> str:
@@ -112,8 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rag.models.factory import load_embedder
 
     ap = argparse.ArgumentParser(prog="python -m eval.retrieval", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, type=Path)
+    ap.add_argument("--dataset", required=True,
+                    help="a dataset file, or a shipped set: " + ", ".join(SHIPPED))
     ap.add_argument("--format", choices=FORMATS, default=None, help="default: from the path")
+    ap.add_argument("--docs", type=Path, help="documents of a shipped-format set (default: data/docs beside data/eval)")
     ap.add_argument("--k", default="1,5,20", help="comma-separated cut-offs for recall")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--config")
@@ -121,22 +168,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, help="override the dense weight of the score fusion")
     ap.add_argument("--limit", type=int, help="only the first N queries")
     args = ap.parse_args(argv)
-    fmt = args.format or guess_format(args.dataset)
+    path = dataset_path(args.dataset)
+    fmt = args.format or guess_format(path)
     try:
         cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha})
-        qs = load_qa(args.dataset, fmt)
+        qs = load_qa(path, fmt)
+        docs = None
+        if not qs.docs:
+            from eval.harness import folder_documents
+
+            docs = folder_documents(args.docs or path.parent.parent / "docs")
         result = evaluate(qs, cfg, load_embedder(cfg), ks=[int(k) for k in args.k.split(",")], limit=args.limit,
-                          progress=not args.json)
+                          docs=docs, progress=not args.json)
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = {"dataset": str(args.dataset), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha, **result}
+    result = {"dataset": str(path), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha,
+              "embedder": cfg.embed_model, **result}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
-        print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents "
-              f"(fusion={cfg.fusion}, alpha={cfg.fusion_alpha})")
+        print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents, ranked by "
+              f"{result['unit']} (fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, embedder={cfg.embed_model})")
         print(format_table(result))
+        for d, sub in result.get("by_direction", {}).items():
+            print(f"\n{d}: {sub['n_queries']} queries")
+            print(format_table(sub))
     return 0
 
 

@@ -5,6 +5,8 @@
     ['Dr. Smith measured 3.5 kg.[1]', '它很重！', 'Next one']
     >>> language("GGUF 量化怎么用"), language("What is GGUF?"), language("Как дела?")
     ('cjk', 'latin', 'other')
+    >>> cjk_language("GGUF とは？"), cjk_language("GGUF 란?"), cjk_language("GGUF 是什么？")
+    ('ja', 'ko', 'zh')
 
 Chunking cuts documents at sentences, citations are read per sentence of the answer, the
 verifier compares claims with sentences of the evidence, and the UI marks sentences of the
@@ -16,8 +18,18 @@ answer: one splitter serves them all, with an option for each job's own need (se
   tokenizer cuts into bigrams, so every stage agrees on what a CJK character is.
 - `language`: 'cjk' | 'latin' | 'other' from the share of letters in each script; Japanese and
   Korean count as 'cjk' (what matters downstream is bigram tokens and English-only models).
-- `fold`: NFKC, radical look-alikes folded (`fold_radicals`) and lower case, the form in which
-  text is compared ("４.８ ＧＢ" matches "4.8 gb", "键⻆" matches "键角").
+- `cjk_language`: 'zh' | 'ja' | 'ko' for CJK text, from its kana and Hangul: the language a
+  refusal or an answer instruction is written in.
+- `normalise`: NFKC and radical look-alikes folded (`fold_radicals`), case kept: what the
+  embedder reads on both sides (chunks at ingest, the query at search). NFKC folds full-width
+  Latin and digits ("ＧＧＵＦ４" → "GGUF4"), the CJK compatibility ideographs (U+F900-U+FAFF and
+  the supplement U+2F800-U+2FA1F: "\uf9b4" → "\u9818" 領) and the Kangxi radicals (U+2F00-U+2FD5);
+  `RADICAL_TABLE` the CJK Radicals Supplement, which NFKC barely folds ("⻅" → "见").
+- `fold`: `normalise`, then lower case, the form in which text is compared: BM25 tokens
+  (`rag.index.tokenize`), and through them citation, support and abstention checks ("４.８ ＧＢ"
+  matches "4.8 gb", "键⻆" matches "键角"). Stored chunk text is never normalised: users see the
+  text as the file has it (PDF extraction alone folds radicals and ligatures, which are font
+  artefacts, not the author's text).
 - `logistic`: the one sigmoid behind every fitted score.
 
 Deliberately skipped: sentence rules for scripts other than Latin and CJK punctuation (Thai,
@@ -54,15 +66,30 @@ def has_cjk(text: str) -> bool:
     return CJK_CHAR.search(text) is not None
 
 
+def normalise(text: str) -> str:
+    """NFKC, then radical look-alikes folded; case kept. Full-width Latin and digits become ASCII,
+    ligatures split, compatibility ideographs become the unified ones, '⻆' (a radical some PDF
+    fonts emit) becomes '角'.
+
+    >>> normalise("４.８ ＧＢ ﬁle 键⻆ \uf9b4")
+    '4.8 GB file 键角 領'
+    """
+    return fold_radicals(unicodedata.normalize("NFKC", text))
+
+
 def fold(text: str) -> str:
-    """NFKC, radical look-alikes folded, then lower case: full-width Latin and digits become
-    ASCII, ligatures split, '⻆' (a radical some PDF fonts emit) becomes '角'.
+    """`normalise`, then lower case: the form in which text is compared.
 
     >>> fold("４.８ ＧＢ ﬁle 键⻆")
     '4.8 gb file 键角'
     """
-    return fold_radicals(unicodedata.normalize("NFKC", text)).lower()
+    return normalise(text).lower()
 
+
+# Recorded in every index manifest (rag.ingest.build.settings_signature): bump it whenever `normalise`
+# gives a different text, so the next ingest re-embeds every file instead of mixing vectors of old
+# and new forms. (BM25 tokens have their own version, rag.index.tokenize.TOKENIZER_VERSION.)
+NORMALISE_VERSION = "1"  # 1: chunks and queries are embedded in the normalised form
 
 # CJK Radicals Supplement (U+2E80-U+2EFF) → the ideograph each stands for, after Unicode's
 # EquivalentUnifiedIdeograph.txt: Chinese PDF fonts often map glyphs to these look-alikes, and NFKC
@@ -138,6 +165,38 @@ def language(text: str) -> Script:
     if profile["latin"] > 0.5:
         return "latin"
     return "other"
+
+
+CjkLanguage = Literal["zh", "ja", "ko"]
+# Hiragana and katakana letters (with ー and the phonetic extensions), not the middle dot ・ (U+30FB),
+# which Chinese text also uses between the parts of a foreign name ("马丁・波特").
+_KANA = re.compile("[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff]")
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+KANA_SHARE = 0.1  # see `cjk_language`
+HANGUL_SHARE = 0.3
+
+
+def cjk_language(text: str) -> CjkLanguage:
+    """'ko' when Hangul is ≥ 30 % of the CJK letters (and outnumbers kana), 'ja' when kana is
+    ≥ 10 %, else 'zh' (also for text without CJK letters: ask `language` first).
+
+    >>> cjk_language("量子化の利点は？"), cjk_language("양자화의 장점은?"), cjk_language("量化的优点？")
+    ('ja', 'ko', 'zh')
+
+    10 %, not more: Japanese writes its content words in kanji and only particles and endings in
+    kana ("量子化の利点は？" is 2 kana of 7), and Chinese text has no kana at all. Korean text may
+    quote Hanja, but Hangul carries it. Japanese written in kanji alone reads as Chinese.
+    """
+    text = unicodedata.normalize("NFKC", text)  # half-width katakana and Hangul to their full forms
+    cjk = len(CJK_CHAR.findall(text))
+    if cjk == 0:
+        return "zh"
+    kana, hangul = len(_KANA.findall(text)), len(_HANGUL.findall(text))
+    if hangul > kana and hangul >= HANGUL_SHARE * cjk:
+        return "ko"
+    if kana >= KANA_SHARE * cjk:
+        return "ja"
+    return "zh"
 
 
 # --- numbers -------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ from rag.answer.prompt import ANSWER_IN, Prompt, answer_language
 GATE_QUESTION = {
     "en": "Do the passages above contain the answer to this question? Reply yes or no.",
     "zh": "上面的段落是否包含这个问题的答案？只回答 yes 或 no。",
+    "ja": "上の段落にこの質問の答えは含まれていますか？ yes か no だけで答えてください。",
+    "ko": "위 단락에 이 질문의 답이 있습니까? yes 또는 no로만 답하세요.",
 }
 YES_WORDS = ("yes", "Yes", " yes", " Yes", "YES")
 NO_WORDS = ("no", "No", " no", " No", "NO")

@@ -15,9 +15,14 @@ The first source that does not fit whole is cut at a sentence boundary when at l
 characters still fit, else left out; it and every lower-ranked source after it are dropped, so
 the packed sources are always the best-ranked prefix and numbering follows rank.
 
+Languages: the answer instruction, the retry note and the fixed refusal sentence come in English,
+Chinese, Japanese and Korean (`answer_language`: 'en' for non-CJK text, else `rag.text.cjk_language`).
+The system prompt names only the English and Chinese refusal sentences; a model's refusal in any
+wording is recognised (`is_refusal`) and replaced by the one in the question's language.
+
 Deliberately skipped: model-specific chat templates (the generator applies them; a fixed
-allowance per message covers their tokens) and languages other than English and Chinese for the
-refusal sentence.
+allowance per message covers their tokens) and languages other than these four for the refusal
+sentence and the instructions (an answer still follows the question's language by the rules).
 """
 from __future__ import annotations
 
@@ -29,10 +34,13 @@ from dataclasses import dataclass
 from rag.answer.cite import neutralise_markers, split_sentences, strip_markers
 from rag.index.tokenize import STOPWORDS
 from rag.records import Hit
-from rag.text import CJK_CHAR, language
+from rag.text import CJK_CHAR, cjk_language, language
 
 REFUSAL_EN = "The documents do not contain an answer to this question."
 REFUSAL_ZH = "文档中没有找到这个问题的答案。"
+REFUSAL_JA = "文書にはこの質問の答えが見つかりませんでした。"
+REFUSAL_KO = "문서에서 이 질문의 답을 찾을 수 없습니다."
+REFUSALS = {"en": REFUSAL_EN, "zh": REFUSAL_ZH, "ja": REFUSAL_JA, "ko": REFUSAL_KO}
 
 MESSAGE_OVERHEAD = 4  # tokens a chat template adds around each message (ChatML: ~4)
 MIN_TRUNCATED_SHARE = 0.4  # a source cut to less than this is more misleading than useful
@@ -58,32 +66,43 @@ EXAMPLE_ANSWER = "The warranty lasts two years from the date of purchase [2]."
 ANSWER_IN = {
     "en": "Answer in English. After each sentence, put the number of its passage in brackets, like [1].",
     "zh": "请用中文回答。每句话后面用方括号标出来源编号，例如 [1]。",
+    "ja": "日本語で答えてください。各文の後に、その段落の番号を [1] のように角括弧で付けてください。",
+    "ko": "한국어로 답하세요. 각 문장 뒤에 그 단락의 번호를 [1]처럼 대괄호로 붙이세요.",
 }
 RETRY_NOTE = {  # appended after a junk answer (rag.answer.guard): the second and last try
     "en": "Write the answer as one or two full sentences in English, each followed by its passage number "
           "like [1]. Do not list passage numbers or file names.",
     "zh": "请用一两句完整的中文句子回答，每句后面标出来源编号，例如 [1]。不要只列出编号或文件名。",
+    "ja": "一、二文の完全な日本語の文で答え、各文の後に [1] のように段落番号を付けてください。"
+          "段落番号やファイル名だけを並べないでください。",
+    "ko": "한두 개의 완전한 한국어 문장으로 답하고, 각 문장 뒤에 [1]처럼 단락 번호를 붙이세요. "
+          "단락 번호나 파일 이름만 나열하지 마세요.",
 }
 
 _TAG = re.compile(r"<\s*/?\s*source\b[^<>]*>?|<\|[^|<>]{0,40}\|>", re.IGNORECASE)
 
 
 def answer_language(text: str) -> str:
-    """The language of the refusal sentence: 'zh' for CJK text (`rag.text.language`), else 'en'.
+    """The language of the instructions and the refusal sentence: for CJK text (`rag.text.language`)
+    'zh', 'ja' or 'ko' (`rag.text.cjk_language`), else 'en'.
 
     >>> answer_language("GGUF 量化怎么用？"), answer_language("What is GGUF?"), answer_language("")
     ('zh', 'en', 'en')
+    >>> answer_language("GGUF の量子化とは？"), answer_language("GGUF 양자화란 무엇인가요?")
+    ('ja', 'ko')
     """
-    return "zh" if language(text) == "cjk" else "en"
+    return cjk_language(text) if language(text) == "cjk" else "en"
 
 
 def refusal_text(question: str) -> str:
     """The fixed refusal sentence in the question's language.
 
-    >>> refusal_text("它的缺点呢？")
-    '文档中没有找到这个问题的答案。'
+    >>> refusal_text("它的缺点呢？"), refusal_text("その欠点は？")
+    ('文档中没有找到这个问题的答案。', '文書にはこの質問の答えが見つかりませんでした。')
+    >>> refusal_text("그 단점은?")
+    '문서에서 이 질문의 답을 찾을 수 없습니다.'
     """
-    return REFUSAL_ZH if answer_language(question) == "zh" else REFUSAL_EN
+    return REFUSALS[answer_language(question)]
 
 
 # --- refusal detection -------------------------------------------------------------------------
@@ -110,11 +129,24 @@ _ZH_REFUSALS = [
     re.compile(r"(?:无法|不能|没法|难以|不可能)(?:回答|找到|确定|得知|判断|从|根据|给出|提供)"),
     re.compile(r"(?:没有|无)(?:答案|信息|资料|内容)"),
 ]
+# Japanese and Korean refusals name what is missing (a mention, the answer, information), so they
+# need no separate "about the documents" test: "記載されていません", "답을 찾을 수 없습니다".
+_JA_REFUSALS = [
+    re.compile(r"(?:記載|記述|言及|情報|答え|回答|説明)(?:が|は|も)?(?:ありません|見つかりません|見つかりませんでした"
+               r"|見当たりません|含まれていません|されていません|ございません)"),
+    re.compile(r"(?:答え|回答)(?:られ|でき)ません|(?:見つけ|特定)(?:られ|でき)ませんでした|わかりません|分かりません"),
+]
+_KO_REFUSALS = [
+    re.compile(r"(?:찾을|알|답할|대답할|확인할)\s*수\s*(?:없|가 없)"),
+    re.compile(r"(?:언급|명시|기재|포함|설명)(?:되어|돼)\s*있지\s*않"),
+    re.compile(r"(?:정보|내용|답|답변|언급)(?:이|가|은|는)?\s*없습니다"),
+]
 # A Chinese negation counts only when it is about the documents or the answer:
 # "该格式没有明确的大小限制" is an answer, "文档中没有明确说明" a refusal.
 _ZH_ABOUT_ANSWER = re.compile(r"文档|资料|来源|上下文|材料|文本|内容|信息|原文|提供|回答|答案|提及|提到")
 _FILLER = re.compile(r"^(?:sorry|i'm sorry|i am sorry|unfortunately|apologies|please provide|you may"
-                     r"|抱歉|对不起|很抱歉|不好意思|请提供|建议)", re.IGNORECASE)
+                     r"|抱歉|对不起|很抱歉|不好意思|请提供|建议|申し訳|すみません|恐れ入りますが|죄송|미안)",
+                     re.IGNORECASE)
 _MAX_REFUSAL_CHARS = 400
 
 
@@ -132,7 +164,7 @@ def is_refusal(text: str) -> bool:
     norm = unicodedata.normalize("NFKC", text).replace("’", "'").replace("‘", "'").strip()
     if not norm or len(norm) > _MAX_REFUSAL_CHARS:
         return False
-    if norm.strip(" \"'“”。.") in (REFUSAL_EN.rstrip("."), REFUSAL_ZH.rstrip("。")):
+    if norm.strip(" \"'“”。.") in {r.rstrip(".。") for r in REFUSALS.values()}:
         return True
     refusals, rest = 0, 0
     for a, b in split_sentences(norm):
@@ -141,7 +173,8 @@ def is_refusal(text: str) -> bool:
             return False  # a cited sentence is an answer, however partial
         low = sentence.lower()
         if (any(p.search(low) for p in _EN_REFUSALS)
-                or (any(p.search(sentence) for p in _ZH_REFUSALS) and _ZH_ABOUT_ANSWER.search(sentence))):
+                or (any(p.search(sentence) for p in _ZH_REFUSALS) and _ZH_ABOUT_ANSWER.search(sentence))
+                or any(p.search(sentence) for p in (*_JA_REFUSALS, *_KO_REFUSALS))):
             refusals += 1
         elif not _FILLER.match(low):
             rest += len(sentence)
@@ -338,7 +371,7 @@ def _is_followup(question: str) -> bool:
     q = question.strip()
     if not q:
         return False
-    if answer_language(q) == "zh":
+    if answer_language(q) != "en":  # the CJK rules; Japanese and Korean fall back on the length test
         if _ZH_ANAPHORA.search(q) or _ZH_ELLIPSIS.search(q):
             return True
         return len(CJK_CHAR.findall(_ZH_FUNCTION.sub("", q))) <= 2 and not re.search(r"[A-Za-z0-9]{2,}", q)

@@ -114,6 +114,7 @@ class Retriever:
 
     def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None) -> Candidates:
         from rag.index.tokenize import tokenize
+        from rag.text import normalise
 
         n = n or self.n_candidates
         idx = self.index
@@ -124,7 +125,7 @@ class Retriever:
         lex_n = min(n, idx.n_chunks)
         lex = np.argpartition(-full_bm25, lex_n - 1)[:lex_n] if lex_n < idx.n_chunks else np.arange(idx.n_chunks)
         lex = lex[full_bm25[lex] > 0]
-        qv = self.embedder.embed([query])[0] if query_vec is None else query_vec
+        qv = self.embedder.embed([normalise(query)])[0] if query_vec is None else query_vec
         dense_rows, _ = idx.dense_search(qv, n)
         rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
         bm25 = full_bm25[rows].astype(np.float64)
@@ -137,7 +138,8 @@ class Retriever:
 
     def search_with_vector(self, query: str, query_vec: np.ndarray | None, *, k: int = 10,
                            mode: SearchMode = "hybrid") -> list[Hit]:
-        """`search` with the query embedding given (batch evaluation embeds all queries at once)."""
+        """`search` with the query embedding given (batch evaluation embeds all queries at once, each
+        in the form `rag.text.normalise` gives, as `candidates` does)."""
         from rag.text import language as query_language
 
         if mode not in SEARCH_MODES:

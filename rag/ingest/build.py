@@ -42,6 +42,7 @@ from rag.index.store import (
 )
 from rag.models.embed import BaseEmbedder, Embedder
 from rag.records import Chunk, Document, Failure
+from rag.text import normalise
 
 if TYPE_CHECKING:
     from rag.ingest.ocr import PdfOcr
@@ -191,22 +192,26 @@ class IngestReport:
 
 def index_text(chunk: Chunk, title: str) -> str:
     """What the retrievers see for a chunk: its document title and heading path give context that a
-    chunk cut from the middle of a section lacks ("Quantization > K-quants: ... 4.8 bits")."""
+    chunk cut from the middle of a section lacks ("Quantization > K-quants: ... 4.8 bits"), in the
+    normalised form (`rag.text.normalise`); the stored chunk keeps the text as written."""
     context = [t for t in (title, *chunk.heading_path) if t]
     # Avoid repeating a title that the heading path already starts with (Markdown H1 = title).
     if len(context) > 1 and context[0] == context[1]:
         context = context[1:]
-    return (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+    text = (" > ".join(context) + "\n" + chunk.text) if context else chunk.text
+    return normalise(text)  # the embedder reads what BM25 compares: '常⻅' and 'ＧＧＵＦ' as '常见', 'GGUF'
 
 
 def settings_signature(cfg: Config) -> dict[str, Any]:
     """Settings that change chunk boundaries, text or tokens: a change re-processes every file
     (an index from before a key existed lacks it, so it is re-processed too)."""
+    from rag import text
     from rag.index import tokenize
     from rag.ingest import parse
 
     return {"chunk_tokens": cfg.chunk_tokens, "chunk_overlap_tokens": cfg.chunk_overlap_tokens,
             "tokenizer": tokenize.TOKENIZER_VERSION, "extract": parse.EXTRACT_VERSION, "embed_model": cfg.embed_model,
+            "normalise": text.NORMALISE_VERSION,  # what the embedder reads (index_text); BM25's is the tokenizer's
             "embed_backend": cfg.embed_backend,  # int8 vectors differ slightly: no mixing within an index
             "ocr": cfg.ocr}  # OCR on or off changes the text of scanned and garbage pages
 
