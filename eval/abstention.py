@@ -182,16 +182,18 @@ def cached_gate(path: Path, report: Sequence[Question], hits: Sequence[Sequence[
             row = json.loads(line)
             done[row["id"]] = row["p_yes"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
+    # Answerable and unanswerable questions alternate, so a cache cut short is still a balanced sample.
+    order = sorted(range(len(report)), key=lambda i: (sum(report[j].answerable == report[i].answerable
+                                                          for j in range(i)), report[i].answerable))
     with path.open("a", encoding="utf-8") as fh:
-        for i, (e, hs) in enumerate(zip(report, hits), 1):
+        for n, i in enumerate(order, 1):
+            e = report[i]
             if e.id not in done:
-                done[e.id] = judge(e.question, hs)
+                done[e.id] = judge(e.question, hits[i])
                 fh.write(json.dumps({"id": e.id, "p_yes": round(done[e.id], 6)}) + "\n")
                 fh.flush()
-                print(f"gate {i}/{len(report)}", file=sys.stderr, flush=True)
-            out.append(done[e.id])
-    return out
+                print(f"gate {n}/{len(report)}", file=sys.stderr, flush=True)
+    return [done[e.id] for e in report]
 
 
 def open_pipeline(docs: Sequence[Document], cfg: Config, embedder: Embedder, *,
