@@ -7,7 +7,8 @@ RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`
 deletions are `rag.collection` (which runs the same incremental ingest as `python -m rag.ingest`,
 under its lock), and every text from a document or a model goes through `app.render`'s escapers
 before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
-the conversation and the sidebar settings belong to the session.
+the conversation belongs to the session, the sidebar's settings and the model to the collection
+(`app.settings_panel`, saved in its settings.json). The Models tab is `app.models_panel`.
 """
 from __future__ import annotations
 
