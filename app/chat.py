@@ -212,6 +212,7 @@ def ask(pipe, question: str, ctx: dict) -> None:
             slot.error("No answer was produced.")
             return
         turns.append({"question": question, "answer": answer})
+        models_panel.refresh_status_card()  # the speed of this answer
         with slot.container():
             show_answer(answer, len(turns) - 1, ctx)
 

@@ -44,17 +44,30 @@ def status_card(where, cfg: Config):
     where.subheader("Model")
     gen, error = generator_for(cfg)
     if gen is not None:
-        path = getattr(gen, "path", None)
-        speed = last_speed(Path(path).parent, gen.name) if path else None
-        text = f"GGUF loaded: {gen.name} · {getattr(gen, 'offload', 'CPU')}"
-        text += f" · last answer {speed:g} tokens/s" if speed else " · speed: not measured yet"
-        where.success(render.md_escape(text))
+        slot = where.empty()
+        st.session_state["model_card"] = (slot, gen)  # redrawn after an answer: refresh_status_card
+        _card(slot, gen)
     else:
         where.info("Extractive mode: answers are sentences quoted from the documents. To get written "
                    "answers, install a model in the Models tab.")
     if error:
         where.error(render.md_escape(error))
     return gen
+
+
+def _card(slot, gen) -> None:
+    path = getattr(gen, "path", None)
+    speed = last_speed(Path(path).parent, gen.name) if path else None
+    text = f"GGUF loaded: {gen.name} · {getattr(gen, 'offload', 'CPU')}"
+    text += f" · last answer {speed:g} tokens/s" if speed else " · speed: not measured yet"
+    slot.success(render.md_escape(text))
+
+
+def refresh_status_card() -> None:
+    """Redraw this run's status card, so the speed of the answer just written shows at once."""
+    card = st.session_state.get("model_card")
+    if card is not None:
+        _card(*card)
 
 
 # --- the Models tab ----------------------------------------------------------------------------------

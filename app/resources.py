@@ -67,8 +67,21 @@ def release_models() -> None:
     _pipeline.clear()
 
 
+def _generator_key(cfg: Config) -> str:
+    """The settings that select the generator, and with no llm_model the GGUF that stands for it: the
+    first one in models/ is a file listing, not a setting, so a model installed (or removed) while the
+    app runs is picked up instead of the cached 'no model'."""
+    key = _key(cfg, _GEN_KEYS)
+    if cfg.llm_backend == "llamacpp" and not cfg.llm_model.strip():
+        from rag.models.llama import resolve_gguf
+
+        found = resolve_gguf("")
+        key += repr(str(found.resolve()) if found else None)
+    return key
+
+
 def generator_for(cfg: Config) -> tuple[object, str]:
-    return _generator(_key(cfg, _GEN_KEYS), cfg)
+    return _generator(_generator_key(cfg), cfg)
 
 
 def reranker_for(cfg: Config) -> tuple[object, str]:
@@ -93,4 +106,4 @@ def _pipeline(key: str, _cfg: Config) -> Pipeline:
 
 def pipeline_for(cfg: Config) -> Pipeline:
     """The shared Pipeline for this exact configuration (created once per process)."""
-    return _pipeline(repr(cfg), cfg)
+    return _pipeline(repr(cfg) + _generator_key(cfg), cfg)

@@ -59,8 +59,8 @@ def test_the_status_card_names_the_speed_of_the_last_answer(env, monkeypatch):
     at = ask(at, QUESTION)
     speeds = json.loads((env / "models" / "speeds.json").read_text())
     assert len(speeds["alpha.gguf"]) >= 1 and speeds["alpha.gguf"][-1] > 0
+    assert f"last answer {speeds['alpha.gguf'][-1]:g} tokens/s" in status_card(at)  # at once
     at.run()
-    assert f"last answer {speeds['alpha.gguf'][-1]:g} tokens/s" in status_card(at)
     assert "tokens/s (last answers)" in texts(at.caption)  # and in the model list
 
 
@@ -114,6 +114,19 @@ def test_a_missing_reranker_is_one_line_with_details_and_the_toggle_is_off(env):
     assert not at.sidebar.warning  # no yellow box
     [details] = [e for e in at.sidebar.expander if e.label == "details"]
     assert "no-such-reranker" in texts(details.markdown) and "huggingface-cli" in texts(details.markdown)
+
+
+def test_an_installed_reranker_leaves_the_toggle_on(env, monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    from rag.testing import write_tiny_cross_encoder
+
+    monkeypatch.setenv("RAG_RERANKER_MODEL", str(write_tiny_cross_encoder(env / "tiny-reranker")))
+    at = start()
+    toggle = at.sidebar.toggle(key="rerank")
+    assert not toggle.disabled and toggle.value is True
+    assert "Reranking is off" not in texts(at.sidebar.caption)
+    at = ask(at, QUESTION)
+    assert at.session_state.turns[0]["answer"].sources[0].rerank_score is not None  # it did rerank
 
 
 def test_extractive_answers_show_the_matching_sentence_not_the_chunk(env):
