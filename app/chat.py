@@ -7,12 +7,14 @@ RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`
 deletions are `rag.collection` (which runs the same incremental ingest as `python -m rag.ingest`,
 under its lock), and every text from a document or a model goes through `app.render`'s escapers
 before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
-the conversation and the sidebar settings belong to the session.
+the conversation belongs to the session, the sidebar's settings and the model to the collection
+(`app.settings_panel`, saved in its settings.json). The Models tab is `app.models_panel`.
 """
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,16 +23,15 @@ if str(ROOT) not in sys.path:  # `streamlit run app/chat.py` puts app/ on the pa
 
 import streamlit as st
 
-from app import render
-from app.resources import generator_for, pipeline_for, reranker_for
+from app import models_panel, render, settings_panel
+from app.resources import pipeline_for
 from rag import collection
-from rag.config import FUSIONS, Config, load_config
+from rag.config import Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
 from rag.ingest.parse import SUFFIX_KINDS
 from rag.records import Answer, Retraction, Status
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUFFIX_KINDS]  # the loader's table: what the ingest reads
-ADD_MODEL_HELP = "python -m rag.models pull qwen2.5-coder-1.5b"
 
 
 def safe_html(fragment: str) -> None:
@@ -61,8 +62,8 @@ def show_flash() -> None:
 # --- sidebar -----------------------------------------------------------------------------------------
 
 
-def sidebar(cfg0: Config, status: Status) -> Config:
-    """Collection stats, model status and the session's settings; returns the session's config."""
+def sidebar(cfg0: Config, status: Status, *, problems: Sequence[str] = ()) -> Config:
+    """Collection stats, model status and the collection's settings; returns the session's config."""
     sb = st.sidebar
     sb.title(":material/library_books: Ask your documents")
     sb.subheader("Collection")
@@ -75,32 +76,9 @@ def sidebar(cfg0: Config, status: Status) -> Config:
         sb.caption(render.md_escape(f"Embedding model: {status.embed_model}"))
         sb.caption(render.md_escape(f"Last ingest: {render.when(status.created)} ({status.generation})"))
 
-    sb.subheader("Model")
-    gen, gen_error = generator_for(cfg0)
-    if gen is not None:
-        sb.success(render.md_escape(f"GGUF loaded: {gen.name} · {getattr(gen, 'offload', 'CPU')}"))
-    else:
-        sb.info("Extractive mode: answers are sentences quoted from the documents. "
-                "To get written answers, add a GGUF model:")
-        sb.code(ADD_MODEL_HELP, language="bash")
-    if gen_error:
-        sb.error(render.md_escape(gen_error))
-
-    sb.subheader("Retrieval")
-    top_k = sb.slider("Sources per answer (top-k)", 1, 20, value=min(20, max(1, cfg0.top_k)), key="top_k")
-    rerank = sb.toggle("Rerank with a cross-encoder", value=cfg0.rerank, key="rerank")
-    if rerank:
-        reranker, notice = reranker_for(cfg0)
-        if reranker is None:
-            sb.warning(render.md_escape(notice or "reranker unavailable: answering without reranking"))
-    fusions = list(FUSIONS)  # Config has checked that cfg0.fusion is one of them
-    fusion = sb.selectbox("Fusion", fusions, index=fusions.index(cfg0.fusion), key="fusion",
-                          help="auto: score fusion that drops a retriever blind to the query's language")
-    temperature = sb.slider("Temperature", 0.0, 1.5, value=float(cfg0.temperature), step=0.05, key="temperature",
-                            disabled=gen is None, help="Only used with a GGUF model")
-    cfg = cfg0.with_overrides(top_k=top_k, rerank=rerank, fusion=fusion, temperature=temperature)
-
-    return cfg
+    gen = models_panel.status_card(sb, cfg0)
+    settings_panel.show_problems(sb, list(problems))
+    return settings_panel.retrieval_settings(sb, cfg0, model_loaded=gen is not None)
 
 
 def chat_actions(where) -> None:
@@ -122,8 +100,11 @@ def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: 
         label += ", OCR"  # read from the page image: a misread is possible
     with st.expander(render.md_escape(label)):
         heading = " › ".join(hit.chunk.heading_path)
-        st.caption(render.md_escape(render.scores_text(hit) + (f" · section: {heading}" if heading else "")))
+        if heading:
+            st.caption(render.md_escape(f"Section: {heading}"))
         safe_html(render.chunk_html(hit.chunk.text, quote_start, quote_start + len(quote)))
+        with st.expander("details"):  # how the passage was ranked: for whoever tunes retrieval
+            st.caption(render.md_escape(render.scores_text(hit)))
         record = ctx["files"].get(hit.chunk.source)
         is_pdf = record is not None and record.kind == "pdf" and hit.paginated
         if is_pdf and st.toggle("Open the cited PDF page", key=key):
@@ -170,7 +151,7 @@ def _page_png(path: str, sha256: str, page: int, quote: str) -> bytes:
 
 def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
     if answer.refused:
-        safe_html(render.refusal_html(answer))
+        safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0)))
         if answer.sources:
             st.caption("Nearest sources (not enough to answer):")
             for i, hit in enumerate(answer.sources[:3]):
@@ -231,6 +212,7 @@ def ask(pipe, question: str, ctx: dict) -> None:
             slot.error("No answer was produced.")
             return
         turns.append({"question": question, "answer": answer})
+        models_panel.refresh_status_card()  # the speed of this answer
         with slot.container():
             show_answer(answer, len(turns) - 1, ctx)
 
@@ -365,10 +347,11 @@ def main() -> None:
     except RagError as err:
         st.error(render.md_escape(str(err)))
         st.stop()
+    cfg0, problems = settings_panel.saved_config(cfg0)  # the collection's own top-k, model…
     st.session_state.setdefault("turns", [])
     base = pipeline_for(cfg0)
     status = base.status()
-    cfg = sidebar(cfg0, status)
+    cfg = sidebar(cfg0, status, problems=problems)
     actions = st.sidebar.container()
     pipe = pipeline_for(cfg)
     error = status.error
@@ -379,7 +362,8 @@ def main() -> None:
     elif isinstance(error, ModelMismatchError):
         manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
     ctx = {"docs_dir": collection.documents_folder(cfg0.docs_dir, manifest), "files": files,
-           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024)}
+           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks}
+    ctx["collection"] = Path(ctx["docs_dir"]).name  # what a refusal says it searched
 
     if isinstance(error, IndexMissingError):
         st.title("Ask your documents")
@@ -394,10 +378,14 @@ def main() -> None:
             st.error(render.md_escape(str(error)))
         return
 
-    chat_tab, docs_tab = st.tabs([":material/chat: Chat", f":material/description: Documents ({len(files)})"])
+    chat_tab, docs_tab, models_tab = st.tabs([":material/chat: Chat",
+                                              f":material/description: Documents ({len(files)})",
+                                              ":material/memory: Models"])
     question = st.chat_input("Ask a question about your documents")
     with docs_tab:
         documents_panel(base, ctx, index_ok=True)
+    with models_tab:
+        models_panel.models_tab(cfg0)
     with chat_tab:
         if not st.session_state.turns and not question:
             st.caption("Ask a question below. Answers cite their sources as [n]; open a source card to see the "

@@ -145,10 +145,23 @@ def streaming_html(raw: str) -> str:
     return f'<div class="rag-streaming" style="line-height: 1.6">{html_text(raw)} ▌</div>'
 
 
-def refusal_html(answer: Answer) -> str:
-    """Refusals look like a notice, not like an answer."""
+def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0) -> str:
+    """Refusals look like a notice, not like an answer, and say what was searched.
+
+    >>> a = Answer("Who won?", "who won", "refused", "No answer.", "No answer.")
+    >>> refusal_html(a, collection="docs", passages=120).split("<br>")[1]
+    'Searched for “who won” in 120 passages of the collection “docs”&#46;</div>'
+    """
     return (f'<div class="rag-refusal" style="{REFUSAL_STYLE}"><b>Not found in the documents.</b> '
-            f"{html_text(answer.text)}</div>")
+            f"{html_text(answer.text)}<br>{html_text(searched_text(answer, collection=collection, passages=passages))}"
+            "</div>")
+
+
+def searched_text(answer: Answer, *, collection: str = "", passages: int = 0) -> str:
+    """'Searched for “query” in 120 passages of the collection “docs”; the 3 nearest are below.'"""
+    where = f"{passages:,} passage{'s' if passages != 1 else ''}" if passages else "the passages"
+    where += f" of the collection “{collection}”" if collection else ""
+    return f"Searched for “{answer.query}” in {where}."
 
 
 def chunk_html(text: str, start: int = 0, end: int = 0) -> str:

@@ -3,10 +3,14 @@
 One `Pipeline` per distinct configuration (the sidebar's top-k, reranker, fusion and temperature
 make a session's configuration); all of them share one embedder, one GGUF generator and one
 reranker, each cached under the settings that select it, so moving a slider never loads a model
-twice. The embedder loads on first use, so an empty or mismatched index can be explained without
+twice. The generator is wrapped in `rag.models.speeds.MeteredGenerator`, which keeps the speed of
+its last answers in models/speeds.json; `release_models` drops it when the model manager switches
+models. The embedder loads on first use, so an empty or mismatched index can be explained without
 loading (or failing to find) a model.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import streamlit as st
 
@@ -37,11 +41,14 @@ def _generator(key: str, _cfg: Config) -> tuple[object, str]:
     is not installed to run (MissingDependencyError, naming the extra), is reported in the sidebar
     and the app answers extractively, rather than failing every question."""
     from rag.models.llama import load_generator
+    from rag.models.speeds import MeteredGenerator
 
     try:
-        return load_generator(_cfg), ""
+        gen = load_generator(_cfg)
     except RagError as err:
         return None, str(err)
+    path = getattr(gen, "path", None)  # a local GGUF: its speed is kept beside it (models/speeds.json)
+    return (MeteredGenerator(gen, Path(path).parent) if gen is not None and path else gen), ""
 
 
 @st.cache_resource(show_spinner="Loading the reranker…", max_entries=4)
@@ -53,8 +60,28 @@ def _reranker(name: str, _cfg: Config) -> tuple[object, str]:
     return reranker, notice or ""
 
 
+def release_models() -> None:
+    """Forget the loaded generators and the Pipelines holding them: the next page run loads the newly
+    chosen model once, and the old one is freed when the answers still using it finish."""
+    _generator.clear()
+    _pipeline.clear()
+
+
+def _generator_key(cfg: Config) -> str:
+    """The settings that select the generator, and with no llm_model the GGUF that stands for it: the
+    first one in models/ is a file listing, not a setting, so a model installed (or removed) while the
+    app runs is picked up instead of the cached 'no model'."""
+    key = _key(cfg, _GEN_KEYS)
+    if cfg.llm_backend == "llamacpp" and not cfg.llm_model.strip():
+        from rag.models.llama import resolve_gguf
+
+        found = resolve_gguf("")
+        key += repr(str(found.resolve()) if found else None)
+    return key
+
+
 def generator_for(cfg: Config) -> tuple[object, str]:
-    return _generator(_key(cfg, _GEN_KEYS), cfg)
+    return _generator(_generator_key(cfg), cfg)
 
 
 def reranker_for(cfg: Config) -> tuple[object, str]:
@@ -79,4 +106,4 @@ def _pipeline(key: str, _cfg: Config) -> Pipeline:
 
 def pipeline_for(cfg: Config) -> Pipeline:
     """The shared Pipeline for this exact configuration (created once per process)."""
-    return _pipeline(repr(cfg), cfg)
+    return _pipeline(repr(cfg) + _generator_key(cfg), cfg)

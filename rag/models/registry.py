@@ -240,3 +240,30 @@ def format_table(directory: Path = DEFAULT_DIR) -> str:
     if others:
         lines.append(f"also in {directory}: " + ", ".join(others))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A GGUF file in the models folder, and its registry entry when it is a recommended one."""
+
+    path: Path
+    bytes: int
+    recommended: RecommendedModel | None = None
+
+    @property
+    def name(self) -> str:
+        """The file name: what llm_model and the speed file call it."""
+        return self.path.name
+
+
+def installed_models(directory: Path = DEFAULT_DIR) -> list[InstalledModel]:
+    """The GGUF files in `directory`: recommended ones in table order, then the others by name."""
+    if not directory.is_dir():
+        return []
+    files = {p.name: p for p in directory.glob("*.gguf") if p.is_file()}
+    out = []
+    for m in RECOMMENDED:
+        if m.file in files:
+            path = files.pop(m.file)
+            out.append(InstalledModel(path, path.stat().st_size, m))
+    return out + [InstalledModel(p, p.stat().st_size) for _, p in sorted(files.items())]
