@@ -82,3 +82,8 @@ def test_world_knowledge_is_not_supported_by_an_unrelated_source(cited: tuple[in
     source = "Q4_K_M stores about 4.85 bits per weight; a 7B model needs about 4.4 GB of memory."
     (result,) = check_sentences([("The capital of Peru is Lima.", cited)], [source], VERIFIER, threshold=0.4)
     assert not result.supported
+
+
+def test_addresses_and_versions_are_compared_as_written() -> None:
+    assert not missing_quantities("The server listens on 127.0.0.1.", ["It binds 127.0.0.1 only."])
+    assert missing_quantities("Version 1.2.4 fixed it.", ["Version 1.2.3 fixed it."]) == ("1.2.4",)

@@ -75,9 +75,20 @@ class Quantity:
             return False
         if _close(self.value, other.value):
             return True
-        bare = not self.dimension and self.value == float(self.number)
-        other_bare = not other.dimension and other.value == float(other.number)
-        return (bare or other_bare) and self.number == other.number
+        return (self.bare or other.bare) and self.number == other.number
+
+    @property
+    def bare(self) -> bool:
+        """Written without a multiplier or unit ("4.4", not "4.4 GB" or "1.17 亿"); a version such as
+        "127.0.0.1" is bare, its value NaN."""
+        return not self.dimension and (self.value != self.value or self.value == _as_float(self.number))
+
+
+def _as_float(number: str) -> float:
+    try:
+        return float(number)
+    except ValueError:
+        return float("nan")
 
 
 def _close(a: float, b: float) -> bool:
@@ -139,10 +150,7 @@ def quantities(text: str, *, claim: bool = False) -> list[Quantity]:
     out: list[Quantity] = []
     for m in _DIGIT_NUM.finditer(text):
         number = normalise_number(m.group("num"))
-        try:
-            value = float(number)
-        except ValueError:  # "1.2.3": a version, compared as written
-            value = float("nan")
+        value = _as_float(number)  # NaN for "1.2.3": a version, compared as written
         end = m.end("num")
         mult = m.group("mult")
         if mult:
