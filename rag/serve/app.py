@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rag.errors import IndexLockedError, IndexStateError, MissingDependencyError, RagError
+from rag.question import EmptyQuestionError
 from rag.records import Answer, Retraction
 
 try:
@@ -391,6 +392,8 @@ def _status_for(err: RagError) -> tuple[int, str]:
         return 409, "index_locked"
     if isinstance(err, IndexStateError):
         return 503, "index_unavailable"
+    if isinstance(err, EmptyQuestionError):  # "?" or "…": the request's fault
+        return 422, "invalid_request"
     return 500, "rag_error"
 
 
