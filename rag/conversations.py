@@ -100,7 +100,7 @@ class ConversationStore:
     """One SQLite file. Cheap to create: holds no connection, only the path."""
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve()
         self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:

@@ -217,7 +217,7 @@ def test_follow_up_uses_the_conversation(env):
     export = chat_to_markdown(at.session_state.turns)
     assert "## 2. And in Q8\\_0?" in export and "[1] quantization.md" in export
     assert not at.sidebar.download_button[0].disabled
-    at.sidebar.button[0].click().run()  # New chat
+    at.button(key="new-chat").click().run()
     assert at.session_state.turns == [] and not html_blocks(at, "rag-answer")
 
 
