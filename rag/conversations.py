@@ -118,6 +118,10 @@ class ConversationStore:
             try:
                 con.execute("PRAGMA foreign_keys = ON")
                 con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                # In WAL mode NORMAL still never corrupts the file; a power cut can lose the last
+                # turns. It skips an fsync per write: with 8 writing threads on 2 busy cores the p95 write
+                # went from 598 to 260 ms (python -m eval.concurrency --conversations).
+                con.execute("PRAGMA synchronous = NORMAL")
                 yield con
             except sqlite3.DatabaseError as err:
                 raise ConversationError(f"conversation store {self.path}: {err} (fix: move the file aside; "

@@ -37,7 +37,8 @@ def test_default_collection_is_the_configured_index_and_always_first(cfg):
 
 def test_create_rename_delete_round_trip(cfg, tmp_path):
     made = colls.create_collection(cfg, "  Legal   Contracts ")
-    assert made.name == "Legal Contracts" and made.docs_dir.is_dir() and made.folder.parent == tmp_path / "data" / "collections"
+    assert made.name == "Legal Contracts" and made.docs_dir.is_dir()
+    assert made.folder.parent == tmp_path / "data" / "collections"
     assert [c.name for c in colls.list_collections(cfg)] == ["default", "Legal Contracts"]
     renamed = colls.rename_collection(cfg, "legal contracts", "Legal")  # names match case-insensitively
     assert renamed.id == made.id and colls.get_collection(cfg, "Legal").index_dir == made.index_dir
