@@ -35,7 +35,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        log = open(self.cwd / "streamlit.log", "ab")  # noqa: SIM115 - the server writes to it until stop()
+        log = open(self.cwd / "streamlit.log", "ab")  # the server writes to it until stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "chat.py"), "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
@@ -44,7 +44,8 @@ class Server:
         deadline = time.monotonic() + 90
         while not healthy(self.url):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + (self.cwd / "streamlit.log").read_text(errors="replace"))
+                log_text = (self.cwd / "streamlit.log").read_text(errors="replace")
+                raise RuntimeError(f"streamlit did not start:\n{log_text}")
             time.sleep(0.5)
 
     def stop(self) -> None:
