@@ -174,3 +174,12 @@ def test_ingest_and_search_a_named_collection(cfg, tmp_path, monkeypatch, capsys
     assert "otters.md" in capsys.readouterr().out
     assert collections_main(["delete", "Animals", "--yes"]) == 0
     assert sorted(p.name for p in docs.iterdir()) == sorted(DOCS)  # the user's folder is untouched
+
+
+def test_the_api_names_a_collection_by_its_id(cfg):
+    pytest.importorskip("fastapi")
+    from rag.serve.app import collection_name
+
+    made = colls.create_collection(cfg, "Contracts")
+    assert collection_name(Pipeline(colls.collection_config(cfg, made))) == made.id
+    assert collection_name(Pipeline(cfg)) == "index"  # the default collection: its index folder's name

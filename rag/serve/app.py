@@ -278,8 +278,12 @@ class Refusal(Exception):
 
 
 def collection_name(pipe: Pipeline) -> str:
-    """The model id of the collection: its index folder's name ('rag-index')."""
-    return Path(pipe.cfg.index_dir).expanduser().resolve().name or "rag"
+    """The model id of the collection: its index folder's name ('rag-index'), or for a collection of
+    rag.collections (…/<id>/index beside a collection.json) its id ('contracts-1a2b3c')."""
+    index = Path(pipe.cfg.index_dir).expanduser().resolve()
+    if index.name == "index" and (index.parent / "collection.json").is_file():
+        return index.parent.name
+    return index.name or "rag"
 
 
 def create_app(pipe: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
