@@ -145,15 +145,19 @@ def create_collection(cfg: Config, name: str, *, docs_dir: str | Path | None = N
     if any(c.name.casefold() == clean.casefold() for c in list_collections(cfg)):
         raise CollectionError(f"a collection named {clean!r} already exists (fix: choose another name)")
     root = collections_root(cfg)
-    root.mkdir(parents=True, exist_ok=True)
     cid = f"{slug(clean)}-{secrets.token_hex(3)}"
     tmp = root / f".tmp-{cid}"
-    (tmp / "documents").mkdir(parents=True)
     final = root / cid
     docs = Path(docs_dir).expanduser().resolve() if docs_dir else final / "documents"
     coll = Collection(cid, clean, final / "index", docs, time.time())
-    _write(tmp, coll)
-    os.rename(tmp, final)  # appears whole, or not at all
+    try:
+        (tmp / "documents").mkdir(parents=True)
+        _write(tmp, coll)
+        os.rename(tmp, final)  # appears whole, or not at all
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CollectionError(f"cannot create collection {clean!r} in {root}: {err.strerror or err} (fix: make "
+                              "the folder writable, or set RAG_DATA_DIR to one that is)") from err
     return coll
 
 

@@ -102,7 +102,11 @@ class ConversationStore:
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path).resolve()
         self.timeout = timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConversationError(f"cannot create the folder of the conversation store {self.path.parent}: "
+                                    f"{err.strerror or err} (fix: set RAG_DATA_DIR to a writable folder)") from err
         with self._connect() as con:
             self._migrate(con)
 

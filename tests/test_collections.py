@@ -183,3 +183,11 @@ def test_the_api_names_a_collection_by_its_id(cfg):
     made = colls.create_collection(cfg, "Contracts")
     assert collection_name(Pipeline(colls.collection_config(cfg, made))) == made.id
     assert collection_name(Pipeline(cfg)) == "index"  # the default collection: its index folder's name
+
+
+def test_an_unwritable_data_folder_is_named_with_the_fix(make_cfg, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = make_cfg(data_dir=str(blocker / "data"))
+    with pytest.raises(colls.CollectionError, match="RAG_DATA_DIR"):
+        colls.create_collection(cfg, "Notes")

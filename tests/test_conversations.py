@@ -112,3 +112,9 @@ def test_title_is_one_line_and_short():
     assert title_for("a\nb") == "a b" and title_for("   ") == "New chat"
     long = title_for("word " * 100)
     assert len(long) <= 80 and long.endswith("…")
+
+
+def test_an_unwritable_store_folder_is_named_with_the_fix(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConversationError, match="RAG_DATA_DIR"):
+        ConversationStore(tmp_path / "file" / "data" / "c.sqlite")
