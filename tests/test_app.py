@@ -464,3 +464,15 @@ def test_a_very_long_question_is_folded_and_cut_for_retrieval(env):
     answer = at.session_state.turns[0]["answer"]
     assert len(answer.query) <= 1000 and answer.question == question.strip()
     assert "4&#46;8 GB" in html_blocks(at, "rag-answer")[0]  # the question's start still finds the answer
+
+
+@pytest.mark.slow
+def test_deleting_a_filtered_document_leaves_a_working_filter(env):
+    at = start()
+    at.multiselect(key="files-default").set_value(["bm25.txt", "gpu.md"]).run()
+    at.button(key="delete-bm25.txt").click().run()
+    at.button(key="confirm-delete").click().run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="files-default").value == ["gpu.md"]
+    at = ask(at, QUESTION)
+    assert {h.chunk.source for h in at.session_state.turns[0]["answer"].sources} == {"gpu.md"}
