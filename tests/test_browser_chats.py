@@ -126,15 +126,17 @@ def test_second_collection_upload_filter_reload_and_restart(server, driver, tmp_
         (tmp_path / name).write_text(text, encoding="utf-8")
     upload = wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, 'input[type="file"]'), what="the uploader")[0]
     upload.send_keys("\n".join(str(tmp_path / n) for n in DOCS))
-    wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatInput"] textarea'), timeout=180,
-             what="the index of the uploads")
+    wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatInput"] textarea'), timeout=300,
+             what="the index of the uploads")  # the server loads the embedder first: slow on a busy machine
     assert not (tmp_path / "docs" / "otters.md").exists()  # into the new collection, not the default one
 
     picker = d.find_element(By.CSS_SELECTOR, '[data-testid="stMultiSelect"] input')
     picker.click()
     picker.send_keys("zebras.md", Keys.ENTER)
     picker.send_keys(Keys.ESCAPE)
-    time.sleep(1.0)
+    wait_for(d, lambda: "zebras.md" in d.find_element(By.CSS_SELECTOR, '[data-testid="stMultiSelect"]').text,
+             what="zebras.md chosen in the file filter")
+    time.sleep(1.0)  # the choice reaches the server before the question
     box = d.find_element(By.CSS_SELECTOR, '[data-testid="stChatInput"] textarea')
     box.click()
     box.send_keys(QUESTION, Keys.ENTER)
@@ -148,7 +150,8 @@ def test_second_collection_upload_filter_reload_and_restart(server, driver, tmp_
     d.refresh()  # a reload: the address names the collection and the conversation
     wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, ".rag-answer, .rag-refusal") and QUESTION in body(d),
              what="the conversation after a reload")
-    assert "Animals" in d.find_element(By.CSS_SELECTOR, ".st-key-collection-picker").get_attribute("outerHTML")
+    wait_for(d, lambda: "Animals" in d.find_element(By.CSS_SELECTOR, ".st-key-collection-picker")
+             .get_attribute("outerHTML"), what="the collection switcher on Animals")  # drawn after a skeleton
 
     server.stop()
     server.start()
