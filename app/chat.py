@@ -7,8 +7,10 @@ RAG_LLM_MODEL, RAG_MAX_FILE_MB…). A thin layer: answering is `Pipeline.stream`
 deletions are `rag.collection` (which runs the same incremental ingest as `python -m rag.ingest`,
 under its lock), and every text from a document or a model goes through `app.render`'s escapers
 before it reaches the page. Pipelines and models are shared by all sessions (`app.resources`);
-the conversation belongs to the session, the sidebar's settings and the model to the collection
-(`app.settings_panel`, saved in its settings.json). The Models tab is `app.models_panel`.
+the sidebar's settings and the model belong to the collection (`app.settings_panel`, saved in its
+settings.json); the Models tab is `app.models_panel`. Collections and saved conversations are
+`app.library` (rag.collections, rag.conversations): a conversation is in the store, and in the
+page's address.
 """
 from __future__ import annotations
 
@@ -23,12 +25,14 @@ if str(ROOT) not in sys.path:  # `streamlit run app/chat.py` puts app/ on the pa
 
 import streamlit as st
 
-from app import models_panel, render, settings_panel
+from app import library, models_panel, render, settings_panel
 from app.resources import pipeline_for
 from rag import collection
+from rag.collections import collection_config
 from rag.config import Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
 from rag.ingest.parse import SUFFIX_KINDS
+from rag.question import EMPTY_MESSAGE, EmptyQuestionError, check_question
 from rag.records import Answer, Retraction, Status
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in SUFFIX_KINDS]  # the loader's table: what the ingest reads
@@ -65,8 +69,7 @@ def show_flash() -> None:
 def sidebar(cfg0: Config, status: Status, *, problems: Sequence[str] = ()) -> Config:
     """Collection stats, model status and the collection's settings; returns the session's config."""
     sb = st.sidebar
-    sb.title(":material/library_books: Ask your documents")
-    sb.subheader("Collection")
+    sb.subheader("This collection")
     if status.error is not None:
         sb.caption("No index yet." if isinstance(status.error, IndexMissingError) else "No usable index.")
     else:
@@ -79,17 +82,6 @@ def sidebar(cfg0: Config, status: Status, *, problems: Sequence[str] = ()) -> Co
     gen = models_panel.status_card(sb, cfg0)
     settings_panel.show_problems(sb, list(problems))
     return settings_panel.retrieval_settings(sb, cfg0, model_loaded=gen is not None)
-
-
-def chat_actions(where) -> None:
-    """'New chat' and the Markdown export; drawn after the answer of this run is in the session."""
-    turns = st.session_state.turns
-    where.divider()
-    if where.button("New chat", icon=":material/add_comment:", width="stretch", disabled=not turns):
-        st.session_state.turns = []
-        st.rerun()
-    where.download_button("Export chat (Markdown)", render.chat_to_markdown(turns), file_name="chat.md",
-                          mime="text/markdown", icon=":material/download:", width="stretch", disabled=not turns)
 
 
 # --- answers -----------------------------------------------------------------------------------------
@@ -183,20 +175,31 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
                     key=f"page-{turn}-{c.n}", ctx=ctx)
 
 
-def ask(pipe, question: str, ctx: dict) -> None:
-    """Stream the answer to `question` into the page and keep the turn in the session."""
+def show_question(question: str, limit: int) -> None:
+    """The user's message; one over `limit` characters is shown by its beginning, the rest folded."""
+    with st.chat_message("user"):
+        if len(question) <= limit:
+            safe_html(render.user_html(question))
+            return
+        safe_html(render.user_html(question[:300].rstrip() + " …"))
+        with st.expander(f"Whole question ({len(question):,} characters)"):
+            safe_html(render.user_html(question))
+        st.caption(f"Only the first {limit:,} characters were used to search and answer.")
+
+
+def ask(pipe, question: str, ctx: dict, *, files: list[str] | None = None) -> Answer | None:
+    """Stream the answer to `question` into the page and keep the turn in the session; returns it."""
     turns = st.session_state.turns
     history = []
     for t in turns:
         history += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"].text}]
-    with st.chat_message("user"):
-        safe_html(render.user_html(question))
+    show_question(question, pipe.cfg.max_question_chars)
     with st.chat_message("assistant"):
         slot = answer_slot()
         slot.caption("Searching the documents…")
         answer, raw = None, ""
         try:
-            for event in pipe.stream(question, history=history):
+            for event in pipe.stream(question, history=history, files=files):
                 if isinstance(event, Answer):
                     answer = event
                 elif isinstance(event, Retraction):  # not an answer after all: never leave it on screen
@@ -207,14 +210,15 @@ def ask(pipe, question: str, ctx: dict) -> None:
                     slot.markdown(render.streaming_html(raw), unsafe_allow_html=True)
         except RagError as err:
             slot.error(render.md_escape(str(err)))
-            return
+            return None
         if answer is None:
             slot.error("No answer was produced.")
-            return
+            return None
         turns.append({"question": question, "answer": answer})
         models_panel.refresh_status_card()  # the speed of this answer
         with slot.container():
             show_answer(answer, len(turns) - 1, ctx)
+    return answer
 
 
 def answer_slot():
@@ -343,16 +347,21 @@ def _manifest_of(cfg: Config) -> dict:
 def main() -> None:
     st.set_page_config(page_title="Ask your documents", page_icon=":material/library_books:", layout="wide")
     try:
-        cfg0 = load_config()
+        app_cfg = load_config()
+        store = library.store_for(app_cfg)
     except RagError as err:
         st.error(render.md_escape(str(err)))
         st.stop()
-    cfg0, problems = settings_panel.saved_config(cfg0)  # the collection's own top-k, model…
     st.session_state.setdefault("turns", [])
+    st.sidebar.title(":material/library_books: Ask your documents")
+    coll = library.collection_picker(app_cfg, store)
+    library.restore_conversation(store, coll)
+    cfg0 = collection_config(app_cfg, coll)
+    cfg0, problems = settings_panel.saved_config(cfg0)  # the collection's own top-k, model…
+    actions = st.sidebar.container()
     base = pipeline_for(cfg0)
     status = base.status()
     cfg = sidebar(cfg0, status, problems=problems)
-    actions = st.sidebar.container()
     pipe = pipeline_for(cfg)
     error = status.error
     manifest, files = {}, {}
@@ -387,17 +396,25 @@ def main() -> None:
     with models_tab:
         models_panel.models_tab(cfg0)
     with chat_tab:
+        chosen = st.multiselect("Only search these documents", sorted(files), key=f"files-{coll.id}",
+                                placeholder="All documents")
         if not st.session_state.turns and not question:
             st.caption("Ask a question below. Answers cite their sources as [n]; open a source card to see the "
                        "quoted passage highlighted in its chunk.")
         for i, turn in enumerate(st.session_state.turns):
-            with st.chat_message("user"):
-                safe_html(render.user_html(turn["question"]))
+            show_question(turn["question"], cfg.max_question_chars)
             with st.chat_message("assistant"), answer_slot().container():
                 show_answer(turn["answer"], i, ctx)
-        if question and question.strip():
-            ask(pipe, question.strip(), ctx)
-    chat_actions(actions)
+        if question is not None:
+            try:
+                check_question(question)
+            except EmptyQuestionError:
+                st.warning(EMPTY_MESSAGE + ".")  # nothing to search for: the pipeline is not called
+            else:
+                answer = ask(pipe, question.strip(), ctx, files=[f for f in chosen if f in files] or None)
+                if answer is not None:
+                    library.save_turn(store, coll, question.strip(), answer)
+    library.conversation_panel(actions, store, coll)
 
 
 main()

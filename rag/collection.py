@@ -12,6 +12,9 @@
   viewer. They sit here, not in app/, because they are library logic the tests reach without
   Streamlit; `app.pdfpage` only draws the page image.
 
+Which collection (folder and index) is in use is rag.collections' business: this module works on
+whichever Pipeline and folder it is given.
+
 Deliberately skipped: several folders per collection, and moving or renaming documents (delete and
 upload again).
 """

@@ -53,6 +53,9 @@ class Config:
     # --- where things live
     index_dir: Path = Path("rag-index")  # in the working directory, so a project folder owns its index
     docs_dir: Path | None = None  # the collection's documents folder (UI uploads land here)
+    # The app's own folder: further collections (rag.collections) and saved conversations
+    # (rag.conversations). Beside the index, so a project folder owns its chats too.
+    data_dir: Path = Path("rag-data")
 
     # --- loading
     max_file_mb: float = 200.0  # larger files are reported, not read: a 2-core machine chokes on more
@@ -81,6 +84,9 @@ class Config:
     bm25_b: float = 0.75
 
     # --- retrieval
+    # A longer question is cut to this many characters to search and answer with (with a notice): a
+    # 5,000-character paste otherwise drowns the query's terms and fills the prompt.
+    max_question_chars: int = 1000
     # auto (score fusion that drops a retriever that is blind to the query's language) | rrf | bm25 | dense
     fusion: Fusion = "auto"
     # dense weight of the score fusion: best R@5 on SQuAD and nDCG@10 on Cranfield (eval.retrieval)

@@ -179,19 +179,21 @@ class Pipeline:
 
     # --- stages
 
-    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
-        """Fused retrieval without reranking (rag.cli.search)."""
-        return self.retriever.search(query, k=k, mode=mode)
+    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid",
+               files: Sequence[str] | None = None) -> list[Hit]:
+        """Fused retrieval without reranking (rag.cli.search). `files`: only chunks of these
+        documents, applied inside both retrievers before fusion (None: every document)."""
+        return self.retriever.search(query, k=k, mode=mode, files=files)
 
     def retrieve(self, query: str, *, k: int | None = None, rerank: bool | None = None,
-                 timings: dict[str, float] | None = None) -> list[Hit]:
+                 timings: dict[str, float] | None = None, files: Sequence[str] | None = None) -> list[Hit]:
         """Fused retrieval, then the cross-encoder over the top candidates when one is available."""
         from rag.answer.rerank import rerank as rerank_hits
 
         k = k or self.cfg.top_k
         use_rerank = self.cfg.rerank if rerank is None else rerank
         t0 = time.perf_counter()
-        hits = self.search(query, k=max(k, self.cfg.rerank_candidates) if use_rerank else k)
+        hits = self.search(query, k=max(k, self.cfg.rerank_candidates) if use_rerank else k, files=files)
         t1 = time.perf_counter()
         reranker = self.reranker if use_rerank else None
         if reranker is not None and hits:
@@ -223,28 +225,42 @@ class Pipeline:
 
     # --- answering
 
-    def ask(self, question: str, *, history: Sequence[Message] = ()) -> Answer:
+    def ask(self, question: str, *, history: Sequence[Message] = (), files: Sequence[str] | None = None) -> Answer:
         """Blocking answer: the last event of `stream`."""
         answer = None
-        for event in self.stream(question, history=history):
+        for event in self.stream(question, history=history, files=files):
             if isinstance(event, Answer):
                 answer = event
         assert answer is not None
         return answer
 
-    def stream(self, question: str, *, history: Sequence[Message] = ()) -> Iterator[str | Retraction | Answer]:
+    def stream(self, question: str, *, history: Sequence[Message] = (),
+               files: Sequence[str] | None = None) -> Iterator[str | Retraction | Answer]:
         """Yield answer text pieces as they are produced, then the final Answer.
 
         A `Retraction` in between says the text streamed so far was not an answer (the junk guard
         caught it late, or the model looped): forget it; the final Answer is always what to show.
+        An empty or punctuation-only question raises EmptyQuestionError (rag.question); one longer
+        than cfg.max_question_chars is searched and answered by its beginning, and the Answer keeps
+        the whole question with a notice saying so. `files` limits retrieval to those documents.
         """
+        from rag.question import check_question
+
+        q = check_question(question, max_chars=self.cfg.max_question_chars)
+        for event in self._stream(q.text, history, files):
+            if isinstance(event, Answer) and q.truncated:
+                event = replace(event, question=question.strip(), notices=(*event.notices, q.notice()))
+            yield event
+
+    def _stream(self, question: str, history: Sequence[Message],
+                files: Sequence[str] | None) -> Iterator[str | Retraction | Answer]:
         from rag.answer.abstain import evidence_score, should_abstain
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         query = self.standalone_query(question, history)
         timings["rewrite"] = round(time.perf_counter() - t0, 4)
-        hits = self.retrieve(query, timings=timings)
+        hits = self.retrieve(query, timings=timings, files=files)
         evidence = evidence_score(query, hits)
         if history and query != question:
             # A small model's rewrite can lose the subject ("它的缺点呢？" → "它的缺点是什么"); the
@@ -253,7 +269,7 @@ class Pipeline:
 
             other = rewrite_followup(question, history)
             if other != query:
-                other_hits = self.retrieve(other)
+                other_hits = self.retrieve(other, files=files)
                 other_evidence = evidence_score(other, other_hits)
                 if other_evidence > evidence:
                     query, hits, evidence = other, other_hits, other_evidence

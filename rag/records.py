@@ -6,8 +6,8 @@ text whose citations are resolved.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 from rag.errors import IndexStateError
 
@@ -198,3 +198,42 @@ class Status:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+# --- a whole Answer as JSON-ready data, and back (rag.conversations stores answers this way) --------
+
+
+def answer_to_record(answer: Answer) -> dict[str, Any]:
+    """Everything an Answer holds, as JSON-ready dicts and lists; `answer_from_record` inverts it.
+
+    Unlike rag.pipeline.answer_to_json (the --json view) this keeps the sources' whole chunks, so a
+    saved answer shows its citation cards exactly as when it was asked.
+    """
+    return asdict(answer)
+
+
+def _tuples(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {**data, **{n: tuple(data[n]) for n in names if n in data}}
+
+
+def answer_from_record(data: dict[str, Any]) -> Answer:
+    """The Answer `answer_to_record` wrote (fields added later take their defaults).
+
+    >>> a = Answer("q", "q", "refused", "no", "no", notices=("n",))
+    >>> answer_from_record(answer_to_record(a)) == a
+    True
+    """
+    def chunk(d: dict[str, Any]) -> Chunk:
+        return Chunk(**_tuples(d, "pages", "heading_path", "page_labels", "ocr_pages"))
+
+    def hit(d: dict[str, Any]) -> Hit:
+        return Hit(**{**d, "chunk": chunk(d["chunk"])})
+
+    known = {f.name for f in fields(Answer)}
+    d = {k: v for k, v in data.items() if k in known}
+    d["citations"] = tuple(Citation(**_tuples(c, "pages", "page_labels")) for c in d.get("citations", ()))
+    d["sentences"] = tuple(SentenceCheck(**_tuples(s, "cited")) for s in d.get("sentences", ()))
+    d["sources"] = tuple(hit(h) for h in d.get("sources", ()))
+    d["notices"] = tuple(d.get("notices", ()))
+    d["timings"] = dict(d.get("timings", {}))
+    return Answer(**d)

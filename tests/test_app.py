@@ -218,7 +218,7 @@ def test_follow_up_uses_the_conversation(env):
     export = chat_to_markdown(at.session_state.turns)
     assert "## 2. And in Q8\\_0?" in export and "[1] quantization.md" in export
     assert not at.sidebar.download_button[0].disabled
-    at.sidebar.button[0].click().run()  # New chat
+    at.button(key="new-chat").click().run()
     assert at.session_state.turns == [] and not html_blocks(at, "rag-answer")
 
 
@@ -341,3 +341,139 @@ def test_with_a_gguf_model_junk_is_never_shown_as_an_answer(env, monkeypatch):
     assert answer.mode == "extractive" and answer.fallback
     assert "sentences quoted from the" in texts(at.caption)
     assert answer.sentences and all(s.supported for s in answer.sentences)
+
+
+# --- collections, saved conversations, the file filter, bad questions ---------------------------------
+
+
+def by_label(elements, label: str):
+    return next(e for e in elements if e.label == label)
+
+
+def conversation_buttons(at: AppTest) -> list:
+    return [b for b in at.sidebar.button if (b.key or "").startswith("conv-")]
+
+
+def saved(env):
+    from rag.conversations import ConversationStore
+
+    return ConversationStore(env / "rag-data" / "conversations.sqlite")
+
+
+@pytest.mark.slow
+def test_create_a_collection_upload_into_it_switch_and_delete(env):
+    from rag import collections as colls
+    from rag.config import load_config
+
+    at = start()
+    assert at.sidebar.selectbox(key="collection-picker").value == "default"
+    by_label(at.sidebar.text_input, "New collection").input("Animals").run()
+    at.sidebar.button(key="create-collection").click().run()
+    assert not at.exception, at.exception
+    cfg = load_config()
+    animals = colls.get_collection(cfg, "Animals")
+    assert at.sidebar.selectbox(key="collection-picker").value == animals.id
+    assert "No index yet" in texts(at.info)  # a new, empty collection
+    at.file_uploader[0].set_value(("zebras.md", b"# Zebras\n\nThe plains zebra sleeps standing up for about "
+                                                b"seven hours a day.\n", "text/markdown"))
+    at.run()
+    assert (animals.docs_dir / "zebras.md").exists() and not (env / "docs" / "zebras.md").exists()
+    at = ask(at, "How long does the plains zebra sleep?")
+    assert {h.chunk.source for h in at.session_state.turns[0]["answer"].sources} == {"zebras.md"}
+    assert [b.label for b in conversation_buttons(at)] == ["How long does the plains zebra sleep?"]
+
+    at.sidebar.selectbox(key="collection-picker").set_value("default").run()  # switch back
+    assert not at.exception, at.exception
+    assert at.session_state.turns == [] and conversation_buttons(at) == []  # conversations are per collection
+    assert "Documents (4)" in [t.label for t in at.tabs][1]
+
+    at.sidebar.selectbox(key="collection-picker").set_value(animals.id).run()
+    at.sidebar.text_input(key=f"rename-collection-{animals.id}").input("Zoo").run()
+    at.sidebar.button(key="rename-collection").click().run()
+    assert colls.get_collection(cfg, "Zoo").id == animals.id
+    at.sidebar.button(key="delete-collection").click().run()
+    warning = texts(at.sidebar.warning)
+    assert "Delete collection “Zoo”" in warning and "never touched" in warning
+    at.sidebar.button(key="confirm-delete-collection").click().run()
+    assert not at.exception, at.exception
+    assert not animals.folder.exists() and [c.name for c in colls.list_collections(cfg)] == ["default"]
+    assert at.sidebar.selectbox(key="collection-picker").value == "default"
+    assert saved(env).conversations(animals.id) == []  # its conversations went with it
+
+
+@pytest.mark.slow
+def test_file_filter_limits_the_sources(env):
+    at = start()
+    at.multiselect(key="files-default").set_value(["gpu.md"]).run()
+    at = ask(at, QUESTION)  # the answer is in quantization.md, which the filter leaves out
+    answer = at.session_state.turns[0]["answer"]
+    assert answer.sources and {h.chunk.source for h in answer.sources} == {"gpu.md"}
+
+
+@pytest.mark.slow
+def test_conversation_survives_a_reload_and_can_be_renamed_exported_deleted(env):
+    at = ask(start(), QUESTION)
+    [conv] = saved(env).conversations("default")
+    assert at.query_params.get("chat") in (conv.id, [conv.id])  # in the address: a reload reopens it
+
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)  # a new session, as after a reload
+    reloaded.query_params["chat"] = conv.id
+    reloaded.run()
+    assert not reloaded.exception, reloaded.exception
+    assert len(html_blocks(reloaded, "rag-answer")) == 1 and "4&#46;8 GB" in html_blocks(reloaded, "rag-answer")[0]
+    assert any(plain(e.label).startswith("[1]") for e in reloaded.expander)  # its citation card, as it was
+
+    fresh = start()  # a new session without the address: the conversation is listed, one click opens it
+    assert not html_blocks(fresh, "rag-answer")
+    [button] = conversation_buttons(fresh)
+    assert button.label == QUESTION
+    button.click().run()
+    assert len(html_blocks(fresh, "rag-answer")) == 1
+    fresh = ask(fresh, "And in Q8_0?")  # a follow-up is added to the same conversation
+    assert saved(env).get(conv.id).messages == 4
+
+    fresh.sidebar.text_input(key=f"conv-title-{conv.id}").input("Memory of quantized models").run()
+    fresh.sidebar.button(key="rename-conversation").click().run()
+    assert [b.label for b in conversation_buttons(fresh)] == ["Memory of quantized models"]
+    export = fresh.sidebar.download_button(key="export-conversation")
+    assert export.proto.label == "Export (Markdown)" and export.proto.url and not export.proto.disabled
+    markdown = chat_to_markdown([t.as_dict() for t in saved(env).turns(conv.id)], title="Memory")
+    assert "## 2. And in Q8\\_0?" in markdown and "- [1] quantization.md" in markdown
+
+    fresh.sidebar.button(key="delete-conversation").click().run()
+    fresh.sidebar.button(key="confirm-delete-conversation").click().run()
+    assert not fresh.exception, fresh.exception
+    assert saved(env).conversations("default") == [] and conversation_buttons(fresh) == []
+    assert fresh.session_state.turns == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", ["?", "  ...!  "])
+def test_an_empty_question_is_not_asked(env, question):
+    at = ask(start(), question)
+    assert "Please ask a question" in texts(at.warning)
+    assert at.session_state.turns == [] and not html_blocks(at, "rag-answer")
+    assert saved(env).conversations("default") == []
+
+
+@pytest.mark.slow
+def test_a_very_long_question_is_folded_and_cut_for_retrieval(env):
+    question = QUESTION + " " + "Please be precise and cite the page. " * 150
+    at = ask(start(), question)
+    assert any(e.label.startswith("Whole question (5,") for e in at.expander)
+    assert "Only the first 1,000 characters were used" in texts(at.caption)
+    answer = at.session_state.turns[0]["answer"]
+    assert len(answer.query) <= 1000 and answer.question == question.strip()
+    assert "4&#46;8 GB" in html_blocks(at, "rag-answer")[0]  # the question's start still finds the answer
+
+
+@pytest.mark.slow
+def test_deleting_a_filtered_document_leaves_a_working_filter(env):
+    at = start()
+    at.multiselect(key="files-default").set_value(["bm25.txt", "gpu.md"]).run()
+    at.button(key="delete-bm25.txt").click().run()
+    at.button(key="confirm-delete").click().run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="files-default").value == ["gpu.md"]
+    at = ask(at, QUESTION)
+    assert {h.chunk.source for h in at.session_state.turns[0]["answer"].sources} == {"gpu.md"}

@@ -30,6 +30,16 @@ def test_eight_concurrent_sessions_and_an_ingest_make_no_errors():
     assert len(out["generations_seen"]) == 2 and out["new_document_found"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [False, True])
+def test_eight_sessions_writing_conversations_lose_no_message(processes):
+    from eval.concurrency import run_conversations
+
+    out = run_conversations(sessions=8, messages=6, processes=processes)
+    assert out["errors"] == 0, out["error_samples"]
+    assert out["lost_messages"] == 0 and out["messages_stored"] == out["messages_expected"] == 8 * 6 * 2
+
+
 HOSTILE_SCRIPT = """
 import json, resource, sys
 from rag.config import load_config

@@ -112,39 +112,54 @@ class Retriever:
         self.languages = ((frozenset(langs) if langs else None) if langs != "unset"
                           else model_languages(index.embed_model))
 
-    def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None) -> Candidates:
+    def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None,
+                   allowed: np.ndarray | None = None) -> Candidates:
+        """The lexical and dense top-n, each scored on both sides. `allowed` (sorted row numbers)
+        restricts both retrievers before they pick their top-n, so a file filter costs no recall:
+        BM25 ranks only the allowed rows, and the dense side scores them exactly instead of asking
+        the ANN index (whose top-n could all lie outside the filter)."""
         from rag.index.tokenize import tokenize
         from rag.text import normalise
 
         n = n or self.n_candidates
         idx = self.index
-        if idx.n_chunks == 0:
+        pool = np.arange(idx.n_chunks) if allowed is None else np.asarray(allowed, dtype=np.int64)
+        if idx.n_chunks == 0 or len(pool) == 0:
             empty = np.zeros(0)
             return Candidates(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
         full_bm25 = idx.bm25_scores(tokenize(query))
-        lex_n = min(n, idx.n_chunks)
-        lex = np.argpartition(-full_bm25, lex_n - 1)[:lex_n] if lex_n < idx.n_chunks else np.arange(idx.n_chunks)
+        lex_n = min(n, len(pool))
+        pool_bm25 = full_bm25[pool]
+        lex = pool[np.argpartition(-pool_bm25, lex_n - 1)[:lex_n]] if lex_n < len(pool) else pool
         lex = lex[full_bm25[lex] > 0]
         qv = self.embedder.embed([normalise(query)])[0] if query_vec is None else query_vec
-        dense_rows, _ = idx.dense_search(qv, n)
+        if allowed is None:
+            dense_rows, _ = idx.dense_search(qv, n)
+        else:
+            pool_dense = idx.dense_scores(qv, pool)
+            dense_n = min(n, len(pool))
+            dense_rows = (pool[np.argpartition(-pool_dense, dense_n - 1)[:dense_n]] if dense_n < len(pool)
+                          else pool)
         rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
         bm25 = full_bm25[rows].astype(np.float64)
         dense = idx.dense_scores(qv, rows).astype(np.float64)
         return Candidates(rows, bm25, dense, _ranks(bm25, np.isin(rows, lex)), _ranks(dense, np.isin(rows, dense_rows)))
 
-    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
-        """Top-k chunks. mode: hybrid | bm25 | dense."""
-        return self.search_with_vector(query, None, k=k, mode=mode)
+    def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid",
+               files: Sequence[str] | None = None) -> list[Hit]:
+        """Top-k chunks. mode: hybrid | bm25 | dense. files: only chunks of these documents."""
+        return self.search_with_vector(query, None, k=k, mode=mode, files=files)
 
     def search_with_vector(self, query: str, query_vec: np.ndarray | None, *, k: int = 10,
-                           mode: SearchMode = "hybrid") -> list[Hit]:
+                           mode: SearchMode = "hybrid", files: Sequence[str] | None = None) -> list[Hit]:
         """`search` with the query embedding given (batch evaluation embeds all queries at once, each
         in the form `rag.text.normalise` gives, as `candidates` does)."""
         from rag.text import language as query_language
 
         if mode not in SEARCH_MODES:
             raise ConfigError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
-        c = self.candidates(query, query_vec=query_vec)
+        allowed = None if files is None else self.allowed_rows(files)
+        c = self.candidates(query, query_vec=query_vec, allowed=allowed)
         if len(c.rows) == 0:
             return []
         fusion = self.fusion if mode == "hybrid" else mode
@@ -166,3 +181,13 @@ class Retriever:
                     dense_rank=int(c.dense_rank[i]) or None, fused_score=float(fused[i]),
                     paginated=self.index.is_paginated(ch.source))
                 for ch, i in zip(chunks, order)]
+
+    def allowed_rows(self, files: Sequence[str]) -> np.ndarray:
+        """Rows of the chunks of `files`; ConfigError naming any file that is not in the index."""
+        known = {f.source for f in self.index.files()}
+        unknown = sorted(set(files) - known)
+        if unknown:
+            listed = ", ".join(sorted(known)[:10]) + (" …" if len(known) > 10 else "")
+            raise ConfigError(f"file filter: {', '.join(map(repr, unknown))} not in this collection "
+                              f"(documents: {listed or 'none'}; fix: use a name from that list)")
+        return self.index.source_rows(files)

@@ -1,9 +1,12 @@
 """Ask a question from the command line; the answer streams, then its cited sources.
 
-    python -m rag.ask "question" [--index DIR] [--model PATH.gguf] [--json] [--history FILE.json]
+    python -m rag.ask "question" [--collection NAME | --index DIR] [--file NAME ...] [--model PATH.gguf] [--json]
+                      [--history FILE.json]
 
 Without a GGUF model the answer is extractive (sentences selected from the documents), labelled
-as such. `--history` takes a JSON list of {"role", "content"} messages for follow-up questions.
+as such. `--history` takes a JSON list of {"role", "content"} messages for follow-up questions;
+`--file` (repeatable) limits retrieval to those documents. An empty or punctuation-only question
+exits 2 with "Please ask a question", before anything loads.
 """
 from __future__ import annotations
 
@@ -41,13 +44,17 @@ def format_sources(answer: Answer) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rag.collections import config_for
     from rag.config import load_config
     from rag.errors import RagError
     from rag.pipeline import Pipeline, answer_to_json
+    from rag.question import check_question
 
     ap = argparse.ArgumentParser(prog="python -m rag.ask", description=__doc__.split("\n")[0])
     ap.add_argument("question")
     ap.add_argument("--index", dest="index_dir")
+    ap.add_argument("--collection", help="the collection to use (python -m rag.collections list); default: 'default'")
+    ap.add_argument("--file", action="append", dest="files", help="only search this document (repeatable)")
     ap.add_argument("--model", dest="llm_model", help="GGUF file, or HF 'owner/repo/file.gguf' in the local cache")
     ap.add_argument("--extractive", action="store_true", help="do not use a GGUF model even if one is found")
     ap.add_argument("--n-gpu-layers", type=int, help="layers to offload: 0 = CPU, -1 = all (Metal/CUDA builds)")
@@ -57,17 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
     args = ap.parse_args(argv)
     try:
+        check_question(args.question)
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "llm_model": args.llm_model,
                                                   "n_gpu_layers": args.n_gpu_layers,
                                                   "rerank": False if args.no_rerank else None})
+        cfg = config_for(cfg, args.collection, index_given=args.index_dir is not None)
         history = json.loads(args.history.read_text(encoding="utf-8")) if args.history else []
         pipe = Pipeline(cfg, **({"generator": None} if args.extractive else {}))
         if args.json:
-            result = pipe.ask(args.question, history=history)
+            result = pipe.ask(args.question, history=history, files=args.files)
             print(json.dumps(answer_to_json(result), indent=2, ensure_ascii=False))
             return 0
         answer: Answer | None = None
-        for event in pipe.stream(args.question, history=history):
+        for event in pipe.stream(args.question, history=history, files=args.files):
             if isinstance(event, Answer):
                 answer = event
             elif isinstance(event, Retraction):

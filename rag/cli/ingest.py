@@ -1,4 +1,11 @@
-"""`python -m rag.ingest FOLDER`: build or update the index of a folder, with progress bars and a report."""
+"""`python -m rag.ingest FOLDER`: build or update the index of a folder, with progress bars and a report.
+
+    python -m rag.ingest FOLDER [--index DIR]            # the default collection
+    python -m rag.ingest [FOLDER] --collection NAME      # a collection of rag.collections
+
+With --collection and no FOLDER, the collection's own documents folder is ingested; a FOLDER given
+becomes the collection's documents folder (recorded, so the chat page uploads there too).
+"""
 from __future__ import annotations
 
 import argparse
@@ -39,8 +46,9 @@ def _tqdm_progress() -> Progress:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rag.ingest",
                                  description="Build or update the index of a folder of documents.")
-    ap.add_argument("folder", type=Path, help="folder of documents (searched recursively)")
+    ap.add_argument("folder", type=Path, nargs="?", help="folder of documents (searched recursively)")
     ap.add_argument("--index", dest="index_dir", help="index folder (default: ./rag-index or RAG_INDEX_DIR)")
+    ap.add_argument("--collection", help="ingest into this collection (python -m rag.collections list)")
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
     ap.add_argument("--embed-model", help="embedding model: HF name or local path")
@@ -49,9 +57,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        folder = args.folder
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
-                                                  "docs_dir": str(args.folder)})
-        report = ingest(args.folder, cfg, rebuild=args.rebuild,
+                                                  "docs_dir": str(folder) if folder else None})
+        if args.collection is not None:
+            from rag.collections import config_for, set_documents_folder
+
+            cfg = config_for(cfg, args.collection, index_given=args.index_dir is not None)
+            if folder is None:
+                folder = Path(cfg.docs_dir or ".")
+                folder.mkdir(parents=True, exist_ok=True)
+            elif folder.resolve() != Path(cfg.docs_dir or ".").resolve():
+                cfg = set_documents_folder(cfg, args.collection, folder)
+        elif folder is None:
+            ap.error("the folder of documents is required without --collection")
+        report = ingest(folder, cfg, rebuild=args.rebuild,
                         progress=None if (args.quiet or args.json) else _tqdm_progress())
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)

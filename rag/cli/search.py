@@ -1,6 +1,7 @@
 """Search the index from the command line: the top chunks and the scores behind their rank.
 
-    python -m rag.search "query" [--index DIR] [-k N] [--mode hybrid|bm25|dense] [--json]
+    python -m rag.search "query" [--collection NAME | --index DIR] [--file NAME ...] [-k N]
+                         [--mode hybrid|bm25|dense] [--json]
 """
 from __future__ import annotations
 
@@ -39,13 +40,17 @@ def format_hit(i: int, hit: Hit) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rag.collections import config_for
     from rag.config import load_config
     from rag.errors import RagError
     from rag.pipeline import Pipeline
+    from rag.question import check_question
 
     ap = argparse.ArgumentParser(prog="python -m rag.search", description=__doc__.split("\n")[0])
     ap.add_argument("query")
     ap.add_argument("--index", dest="index_dir")
+    ap.add_argument("--collection", help="the collection to use (python -m rag.collections list); default: 'default'")
+    ap.add_argument("--file", action="append", dest="files", help="only search this document (repeatable)")
     ap.add_argument("-k", type=int, default=5, help="number of hits (default 5)")
     ap.add_argument("--mode", choices=("hybrid", "bm25", "dense"), default="hybrid")
     ap.add_argument("--rerank", action="store_true", help="rerank with the cross-encoder when available")
@@ -53,10 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
+        check_question(args.query)
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir})
+        cfg = config_for(cfg, args.collection, index_given=args.index_dir is not None)
         pipe = Pipeline(cfg, generator=None)
-        hits = (pipe.retrieve(args.query, k=args.k, rerank=True) if args.rerank
-                else pipe.search(args.query, k=args.k, mode=args.mode))
+        hits = (pipe.retrieve(args.query, k=args.k, rerank=True, files=args.files) if args.rerank
+                else pipe.search(args.query, k=args.k, mode=args.mode, files=args.files))
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -228,6 +228,16 @@ class Index:
                                     (source,)).fetchall()
         return [row_to_chunk(r) for r in rows]
 
+    def source_rows(self, sources: Iterable[str]) -> np.ndarray:
+        """Sorted row numbers of every chunk of these documents (the file filter of a question)."""
+        names = sorted(set(sources))
+        if not names:
+            return np.zeros(0, dtype=np.int64)
+        marks = ",".join("?" * len(names))
+        with self._db_lock:
+            rows = [r[0] for r in self._db.execute(f"SELECT row FROM chunks WHERE source IN ({marks})", names)]
+        return np.array(sorted(rows), dtype=np.int64)
+
     def files(self) -> list[FileRecord]:
         with self._db_lock:
             rows = self._db.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY source").fetchall()

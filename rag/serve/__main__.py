@@ -1,4 +1,4 @@
-"""python -m rag.serve [--host 127.0.0.1] [--port 8000] [--index DIR] [--config rag.toml]
+"""python -m rag.serve [--host 127.0.0.1] [--port 8000] [--collection NAME | --index DIR] [--config rag.toml]
 
 Serves the collection of the configured index as an OpenAI-compatible API (rag.serve.app). The bearer
 token is read from RAG_API_KEY only (a flag would show it in `ps`); without it, any client that can
@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--index", dest="index_dir")
+    ap.add_argument("--collection", help="the collection to use (python -m rag.collections list); default: 'default'")
     ap.add_argument("--model", dest="llm_model", help="GGUF file (llamacpp) or the server's model name (openai)")
     ap.add_argument("--backend", dest="llm_backend", choices=("llamacpp", "openai"))
     ap.add_argument("--base-url", dest="llm_base_url", help="the OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "llm_model": args.llm_model,
                                                   "llm_backend": args.llm_backend,
                                                   "llm_base_url": args.llm_base_url})
+        from rag.collections import config_for
+
+        cfg = config_for(cfg, args.collection, index_given=args.index_dir is not None)
         pipe = Pipeline(cfg)
         gen = pipe.generator  # load now: a missing model or an unreachable server fails here, not per question
         print(f"generator: {gen.name if gen else 'none (extractive answers)'}", file=sys.stderr)

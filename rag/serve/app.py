@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from rag.errors import IndexLockedError, IndexStateError, MissingDependencyError, RagError
+from rag.question import EmptyQuestionError
 from rag.records import Answer, Retraction
 
 try:
@@ -277,8 +278,12 @@ class Refusal(Exception):
 
 
 def collection_name(pipe: Pipeline) -> str:
-    """The model id of the collection: its index folder's name ('rag-index')."""
-    return Path(pipe.cfg.index_dir).expanduser().resolve().name or "rag"
+    """The model id of the collection: its index folder's name ('rag-index'), or for a collection of
+    rag.collections (…/<id>/index beside a collection.json) its id ('contracts-1a2b3c')."""
+    index = Path(pipe.cfg.index_dir).expanduser().resolve()
+    if index.name == "index" and (index.parent / "collection.json").is_file():
+        return index.parent.name
+    return index.name or "rag"
 
 
 def create_app(pipe: Pipeline, settings: ServeSettings | None = None) -> FastAPI:
@@ -391,6 +396,8 @@ def _status_for(err: RagError) -> tuple[int, str]:
         return 409, "index_locked"
     if isinstance(err, IndexStateError):
         return 503, "index_unavailable"
+    if isinstance(err, EmptyQuestionError):  # "?" or "…": the request's fault
+        return 422, "invalid_request"
     return 500, "rag_error"
 
 
