@@ -120,22 +120,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fusion", help="override fusion: auto | rrf | bm25 | dense")
     ap.add_argument("--alpha", type=float, help="override the dense weight of the score fusion")
     ap.add_argument("--limit", type=int, help="only the first N queries")
+    ap.add_argument("--store", choices=("local", "milvus"), help="index backend (default: the configured one; "
+                    "milvus: Milvus Lite in the temporary folder unless milvus_uri is set)")
     args = ap.parse_args(argv)
     fmt = args.format or guess_format(args.dataset)
     try:
-        cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha})
+        cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha,
+                                                          "store": args.store})
         qs = load_qa(args.dataset, fmt)
         result = evaluate(qs, cfg, load_embedder(cfg), ks=[int(k) for k in args.k.split(",")], limit=args.limit,
                           progress=not args.json)
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = {"dataset": str(args.dataset), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha, **result}
+    result = {"dataset": str(args.dataset), "format": fmt, "store": cfg.store, "fusion": cfg.fusion,
+              "alpha": cfg.fusion_alpha, **result}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents "
-              f"(fusion={cfg.fusion}, alpha={cfg.fusion_alpha})")
+              f"(store={cfg.store}, fusion={cfg.fusion}, alpha={cfg.fusion_alpha})")
         print(format_table(result))
     return 0
 

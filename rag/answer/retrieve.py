@@ -23,7 +23,7 @@ from rag.models.embed import Embedder, model_languages
 from rag.records import Hit
 
 if TYPE_CHECKING:
-    from rag.index.store import Index
+    from rag.index.store import Store
 
 SearchMode = Literal["hybrid", "bm25", "dense"]  # hybrid: the retriever's fusion; else one side alone
 SEARCH_MODES: tuple[str, ...] = typing.get_args(SearchMode)
@@ -94,12 +94,12 @@ class Candidates:
 
 
 class Retriever:
-    """Searches one Index with one Embedder; stateless between calls, safe to share across threads.
+    """Searches one Store with one Embedder; stateless between calls, safe to share across threads.
 
     The defaults are Config's (one source of truth); the Pipeline passes its configured values.
     """
 
-    def __init__(self, index: Index, embedder: Embedder, *, fusion: Fusion = Config.fusion,
+    def __init__(self, index: Store, embedder: Embedder, *, fusion: Fusion = Config.fusion,
                  alpha: float = Config.fusion_alpha, candidates: int = Config.candidates) -> None:
         if fusion not in FUSIONS:  # checked here too: eval and tests build Retrievers without a Config
             raise ConfigError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
@@ -116,20 +116,12 @@ class Retriever:
         from rag.index.tokenize import tokenize
 
         n = n or self.n_candidates
-        idx = self.index
-        if idx.n_chunks == 0:
+        if self.index.n_chunks == 0:
             empty = np.zeros(0)
             return Candidates(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-        full_bm25 = idx.bm25_scores(tokenize(query))
-        lex_n = min(n, idx.n_chunks)
-        lex = np.argpartition(-full_bm25, lex_n - 1)[:lex_n] if lex_n < idx.n_chunks else np.arange(idx.n_chunks)
-        lex = lex[full_bm25[lex] > 0]
         qv = self.embedder.embed([query])[0] if query_vec is None else query_vec
-        dense_rows, _ = idx.dense_search(qv, n)
-        rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
-        bm25 = full_bm25[rows].astype(np.float64)
-        dense = idx.dense_scores(qv, rows).astype(np.float64)
-        return Candidates(rows, bm25, dense, _ranks(bm25, np.isin(rows, lex)), _ranks(dense, np.isin(rows, dense_rows)))
+        p = self.index.candidates(tokenize(query), qv, n)
+        return Candidates(p.rows, p.bm25, p.dense, _ranks(p.bm25, p.lexical), _ranks(p.dense, p.nearest))
 
     def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid") -> list[Hit]:
         """Top-k chunks. mode: hybrid | bm25 | dense."""
