@@ -534,6 +534,10 @@ class MilvusWriter:
         for key, keys in retire_rows.items():
             self._delete(keys)
             c.client.delete(c.meta, filter=f"key == {_lit(key)}")
+        # Seal what was written: Milvus Lite rebuilds the index of unsealed rows on every search
+        # (2.8 s a query over 646 SQuAD passages unsealed, ~0.3 s sealed).
+        for name in (c.chunks, c.files_c, c.terms):
+            c.client.flush(name)
         return f"gen-{gen:06d}"
 
     # --- helpers
