@@ -167,11 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fusion", help="override fusion: auto | rrf | bm25 | dense")
     ap.add_argument("--alpha", type=float, help="override the dense weight of the score fusion")
     ap.add_argument("--limit", type=int, help="only the first N queries")
+    ap.add_argument("--store", choices=("local", "milvus"), help="index backend (default: the configured one; "
+                    "milvus: Milvus Lite in the temporary folder unless milvus_uri is set)")
     args = ap.parse_args(argv)
     path = dataset_path(args.dataset)
     fmt = args.format or guess_format(path)
     try:
-        cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha})
+        cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha,
+                                                  "store": args.store})
         qs = load_qa(path, fmt)
         docs = None
         if not qs.docs:
@@ -183,13 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = {"dataset": str(path), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha,
-              "embedder": cfg.embed_model, **result}
+    result = {"dataset": str(path), "format": fmt, "store": cfg.store, "fusion": cfg.fusion,
+              "alpha": cfg.fusion_alpha, "embedder": cfg.embed_model, **result}
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents, ranked by "
-              f"{result['unit']} (fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, embedder={cfg.embed_model})")
+              f"{result['unit']} (store={cfg.store}, fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, "
+              f"embedder={cfg.embed_model})")
         print(format_table(result))
         for d, sub in result.get("by_direction", {}).items():
             print(f"\n{d}: {sub['n_queries']} queries")

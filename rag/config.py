@@ -31,9 +31,11 @@ DEFAULT_RERANKER = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
 Fusion = Literal["auto", "rrf", "bm25", "dense"]
 LlmBackend = Literal["llamacpp", "openai"]
+StoreKind = Literal["local", "milvus"]
 EMBED_BACKENDS: tuple[str, ...] = typing.get_args(EmbedBackend)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 LLM_BACKENDS: tuple[str, ...] = typing.get_args(LlmBackend)
+STORES: tuple[str, ...] = typing.get_args(StoreKind)
 # embed_languages: one of these words, or a comma list of the scripts rag.text.language names.
 EMBED_LANGUAGE_WORDS = ("auto", "multi", "all", "multilingual")
 SCRIPTS: tuple[str, ...] = typing.get_args(Script)
@@ -77,6 +79,13 @@ class Config:
     embed_languages: str = "auto"  # auto: from the model name; or the scripts it reads: "latin", "latin,cjk", "multi"
 
     # --- index
+    # local: FAISS + bm25s generations in index_dir (rag.index.store); milvus: chunks, vectors and the
+    # lexical side in Milvus collections (rag.index.milvus, the `milvus` extra), fused here as for local
+    store: StoreKind = "local"
+    # a path ending in .db runs Milvus Lite in this process; http(s)://host:19530 a Milvus server.
+    # Empty: <index_dir>/milvus.db, so a project folder still owns its index.
+    milvus_uri: str = ""
+    milvus_prefix: str = "rag"  # collection names: <prefix>_chunks, _files, _terms, _meta
     dense_exact_max: int = 50_000  # Flat (exact) up to here, HNSW above: Flat at 100k costs ~15 ms/query
     hnsw_m: int = 32
     hnsw_ef_search: int = 128  # recall@10 vs Flat ≥ 0.95 measured at 100k (eval.bench)
@@ -158,6 +167,15 @@ class Config:
         if self.llm_backend == "openai" and not self.llm_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"setting 'llm_base_url': {self.llm_base_url!r} is not an http(s) URL "
                               "(e.g. 'http://127.0.0.1:8080/v1')")
+        uri = self.milvus_uri.strip()
+        lite_or_url = uri.endswith(".db") or uri.startswith(("http://", "https://", "tcp://"))
+        if self.store == "milvus" and uri and not lite_or_url:
+            raise ConfigError(f"setting 'milvus_uri': {self.milvus_uri!r} is neither a Milvus Lite file (a path "
+                              "ending in '.db', e.g. 'rag-index/milvus.db') nor a server URL "
+                              "(e.g. 'http://127.0.0.1:19530')")
+        if not self.milvus_prefix.replace("_", "").isalnum() or not self.milvus_prefix[:1].isalpha():
+            raise ConfigError(f"setting 'milvus_prefix': {self.milvus_prefix!r} is not a collection name prefix "
+                              "(letters, digits and '_', starting with a letter, e.g. 'rag')")
         verifier = self.verifier.strip()
         if verifier not in ("offline", "llm") and not (verifier.startswith("nli:") and verifier[4:].strip()):
             raise ConfigError(f"setting 'verifier': {self.verifier!r} is not one of {', '.join(VERIFIERS)} "

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rag.answer.rerank import Reranker
     from rag.answer.retrieve import Retriever, SearchMode
     from rag.answer.verify import Verifier
-    from rag.index.store import Index
+    from rag.index.store import Store
     from rag.ingest.build import IngestReport, Progress
     from rag.models.embed import Embedder
 
@@ -64,7 +64,7 @@ class Pipeline:
         self._generator_notice = EXTRACTIVE_NOTICE  # why there is no generator, once that is known
         self._reranker = reranker
         self._verifier = verifier
-        self._index: Index | None = None
+        self._index: Store | None = None
         self._retriever: Retriever | None = None
         self._lock = threading.RLock()
         self.notices: list[str] = []
@@ -155,14 +155,13 @@ class Pipeline:
             self.notices.append(text)
 
     @property
-    def index(self) -> Index:
-        """The live index generation; re-opened when an ingest has switched CURRENT."""
-        from rag.index.store import Index, current_generation
+    def index(self) -> Store:
+        """The live index generation; re-opened when an ingest has committed a newer one."""
+        from rag.index.store import open_store
 
-        gen = current_generation(Path(self.cfg.index_dir))
         with self._lock:
-            if self._index is None or gen is None or self._index.path != gen:
-                self._index = Index.open(self.cfg.index_dir, embed_model=self.cfg.embed_model)
+            if self._index is None or self._index.stale():
+                self._index = open_store(self.cfg, reuse=self._index)
                 self._retriever = None
             return self._index
 
@@ -445,7 +444,7 @@ class Pipeline:
         except IndexStateError as err:
             return replace(base, error=err)
         return replace(base, documents=len(idx.files()), chunks=idx.n_chunks, embed_model=idx.embed_model,
-                       generation=idx.path.name, created=idx.manifest.get("created"),
+                       generation=idx.generation, created=idx.manifest.get("created"),
                        dense_index=idx.manifest.get("dense_index"))
 
 

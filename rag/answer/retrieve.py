@@ -23,7 +23,7 @@ from rag.models.embed import Embedder, model_languages
 from rag.records import Hit
 
 if TYPE_CHECKING:
-    from rag.index.store import Index
+    from rag.index.store import Store
 
 SearchMode = Literal["hybrid", "bm25", "dense"]  # hybrid: the retriever's fusion; else one side alone
 SEARCH_MODES: tuple[str, ...] = typing.get_args(SearchMode)
@@ -94,12 +94,12 @@ class Candidates:
 
 
 class Retriever:
-    """Searches one Index with one Embedder; stateless between calls, safe to share across threads.
+    """Searches one Store with one Embedder; stateless between calls, safe to share across threads.
 
     The defaults are Config's (one source of truth); the Pipeline passes its configured values.
     """
 
-    def __init__(self, index: Index, embedder: Embedder, *, fusion: Fusion = Config.fusion,
+    def __init__(self, index: Store, embedder: Embedder, *, fusion: Fusion = Config.fusion,
                  alpha: float = Config.fusion_alpha, candidates: int = Config.candidates) -> None:
         if fusion not in FUSIONS:  # checked here too: eval and tests build Retrievers without a Config
             raise ConfigError(f"fusion {fusion!r} is not one of {', '.join(FUSIONS)}")
@@ -113,37 +113,20 @@ class Retriever:
                           else model_languages(index.embed_model))
 
     def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None,
-                   allowed: np.ndarray | None = None) -> Candidates:
-        """The lexical and dense top-n, each scored on both sides. `allowed` (sorted row numbers)
-        restricts both retrievers before they pick their top-n, so a file filter costs no recall:
-        BM25 ranks only the allowed rows, and the dense side scores them exactly instead of asking
-        the ANN index (whose top-n could all lie outside the filter)."""
+                   sources: Sequence[str] | None = None) -> Candidates:
+        """The lexical and dense top-n, each scored on both sides. `sources` (documents, checked by
+        `check_files`) restricts both retrievers in the store before they pick their top-n, so a
+        file filter costs no recall (`Store.candidates`)."""
         from rag.index.tokenize import tokenize
         from rag.text import normalise
 
         n = n or self.n_candidates
-        idx = self.index
-        pool = np.arange(idx.n_chunks) if allowed is None else np.asarray(allowed, dtype=np.int64)
-        if idx.n_chunks == 0 or len(pool) == 0:
+        if self.index.n_chunks == 0:
             empty = np.zeros(0)
             return Candidates(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-        full_bm25 = idx.bm25_scores(tokenize(query))
-        lex_n = min(n, len(pool))
-        pool_bm25 = full_bm25[pool]
-        lex = pool[np.argpartition(-pool_bm25, lex_n - 1)[:lex_n]] if lex_n < len(pool) else pool
-        lex = lex[full_bm25[lex] > 0]
         qv = self.embedder.embed([normalise(query)])[0] if query_vec is None else query_vec
-        if allowed is None:
-            dense_rows, _ = idx.dense_search(qv, n)
-        else:
-            pool_dense = idx.dense_scores(qv, pool)
-            dense_n = min(n, len(pool))
-            dense_rows = (pool[np.argpartition(-pool_dense, dense_n - 1)[:dense_n]] if dense_n < len(pool)
-                          else pool)
-        rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
-        bm25 = full_bm25[rows].astype(np.float64)
-        dense = idx.dense_scores(qv, rows).astype(np.float64)
-        return Candidates(rows, bm25, dense, _ranks(bm25, np.isin(rows, lex)), _ranks(dense, np.isin(rows, dense_rows)))
+        p = self.index.candidates(tokenize(query), qv, n, sources=sources)
+        return Candidates(p.rows, p.bm25, p.dense, _ranks(p.bm25, p.lexical), _ranks(p.dense, p.nearest))
 
     def search(self, query: str, *, k: int = 10, mode: SearchMode = "hybrid",
                files: Sequence[str] | None = None) -> list[Hit]:
@@ -158,8 +141,7 @@ class Retriever:
 
         if mode not in SEARCH_MODES:
             raise ConfigError(f"search mode {mode!r} is not one of {', '.join(SEARCH_MODES)}")
-        allowed = None if files is None else self.allowed_rows(files)
-        c = self.candidates(query, query_vec=query_vec, allowed=allowed)
+        c = self.candidates(query, query_vec=query_vec, sources=None if files is None else self.check_files(files))
         if len(c.rows) == 0:
             return []
         fusion = self.fusion if mode == "hybrid" else mode
@@ -182,12 +164,12 @@ class Retriever:
                     paginated=self.index.is_paginated(ch.source))
                 for ch, i in zip(chunks, order)]
 
-    def allowed_rows(self, files: Sequence[str]) -> np.ndarray:
-        """Rows of the chunks of `files`; ConfigError naming any file that is not in the index."""
+    def check_files(self, files: Sequence[str]) -> list[str]:
+        """`files`, sorted and unique; ConfigError naming any file that is not in the index."""
         known = {f.source for f in self.index.files()}
         unknown = sorted(set(files) - known)
         if unknown:
             listed = ", ".join(sorted(known)[:10]) + (" …" if len(known) > 10 else "")
             raise ConfigError(f"file filter: {', '.join(map(repr, unknown))} not in this collection "
                               f"(documents: {listed or 'none'}; fix: use a name from that list)")
-        return self.index.source_rows(files)
+        return sorted(set(files))

@@ -17,6 +17,10 @@ Layout of `<index_dir>/`:
 
 Writers build a complete generation in a temporary folder, fsync it, rename it into place and
 only then point CURRENT at it, so a kill at any moment leaves the previous generation intact.
+The retriever and the ingest reach a store through two small interfaces defined here, `Store`
+(read: candidates with both scores, chunks by key, files) and `StoreWriter` (the previous state,
+then one commit); `open_store` and `open_writer` pick the backend from `cfg.store`: this module's
+`Index`/`LocalWriter`, or Milvus (rag.index.milvus).
 Deliberately skipped: in-place updates (every ingest writes a whole generation; unchanged chunks
 are copied, not re-embedded).
 """
@@ -39,6 +43,8 @@ from rag.records import Chunk
 
 if TYPE_CHECKING:  # for annotations only: faiss is imported where an index is read or built
     import faiss
+
+    from rag.config import Config
 
 SCHEMA_VERSION = 1
 CURRENT = "CURRENT"
@@ -94,16 +100,18 @@ def read_manifest(gen: Path) -> dict[str, Any]:
         raise IndexStateError(f"{gen / 'manifest.json'} is missing or damaged ({err}) (fix: {REBUILD_HINT})") from err
 
 
-def check_compatible(manifest: dict[str, Any], gen: Path, *, embed_model: str | None) -> None:
-    """Refuse indexes from another schema or embedding model, with the fix in the message."""
+def check_compatible(manifest: dict[str, Any], gen: Path | str, *, embed_model: str | None,
+                     where: str | None = None) -> None:
+    """Refuse indexes from another schema or embedding model, with the fix in the message.
+    `where` names the collection when it is not a folder (a Milvus URI and prefix)."""
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise IndexStateError(f"index {gen} has schema version {version!r}, this program reads {SCHEMA_VERSION} "
                               f"(fix: {REBUILD_HINT})")
     if embed_model is not None and manifest.get("embed_model") != embed_model:
         raise ModelMismatchError(
-            f"index {gen.parent} was built with embedding model {manifest.get('embed_model')!r}, but the configured "
-            f"model is {embed_model!r}; vectors from different models cannot be compared "
+            f"index {where or Path(gen).parent} was built with embedding model {manifest.get('embed_model')!r}, "
+            f"but the configured model is {embed_model!r}; vectors from different models cannot be compared "
             f"(fix: rebuild with `{REBUILD_HINT}`, or set RAG_EMBED_MODEL={manifest.get('embed_model')})")
 
 
@@ -150,6 +158,70 @@ class Lexical(Protocol):
     def get_scores_from_ids(self, query_tokens_ids: list[int]) -> np.ndarray: ...
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The candidates of one query: the lexical top-n and the dense top-n, each scored on both sides.
+
+    `rows` are the store's integer keys (row numbers here, key hashes in Milvus); `bm25` is the full
+    BM25 score and `dense` the exact inner product of every candidate, whichever side found it.
+    """
+
+    rows: np.ndarray  # int64
+    bm25: np.ndarray  # float64, aligned with rows
+    dense: np.ndarray
+    lexical: np.ndarray  # bool: among the lexical top-n (with a positive score)
+    nearest: np.ndarray  # bool: among the dense top-n
+
+    @staticmethod
+    def empty() -> Pool:
+        z = np.zeros(0)
+        return Pool(z.astype(np.int64), z, z, z.astype(bool), z.astype(bool))
+
+
+class Store(Protocol):
+    """What the retriever, the pipeline and the UI read from an index, whatever holds it."""
+
+    manifest: dict[str, Any]
+    n_chunks: int
+
+    @property
+    def embed_model(self) -> str: ...
+
+    @property
+    def generation(self) -> str: ...
+
+    def stale(self) -> bool:
+        """True when an ingest has committed a newer generation than this view."""
+        ...
+
+    def candidates(self, tokens: list[str], query_vec: np.ndarray, n: int, *,
+                   sources: Sequence[str] | None = None) -> Pool:
+        """The lexical and the dense top-n; with `sources`, only among those documents' chunks, chosen
+        before the top-n is cut (a file filter costs no recall)."""
+        ...
+
+    def chunks(self, rows: Iterable[int]) -> list[Chunk]: ...
+
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None: ...
+
+    def source_chunks(self, source: str) -> list[Chunk]: ...
+
+    def files(self) -> list[FileRecord]: ...
+
+    def is_paginated(self, source: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(cfg: Config, *, reuse: Store | None = None) -> Store:
+    """The configured store's live generation (`reuse`: a stale view whose connection may be reused)."""
+    if cfg.store == "milvus":
+        from rag.index.milvus import MilvusStore
+
+        return MilvusStore.open(cfg, reuse=reuse if isinstance(reuse, MilvusStore) else None)
+    return Index.open(cfg.index_dir, embed_model=cfg.embed_model)
+
+
 class Index:
     """A read-only view of one generation. Thread-safe for concurrent searches."""
 
@@ -193,6 +265,13 @@ class Index:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def generation(self) -> str:
+        return self.path.name
+
+    def stale(self) -> bool:
+        return current_generation(self.path.parent) != self.path
 
     @property
     def embed_model(self) -> str:
@@ -243,7 +322,28 @@ class Index:
             rows = self._db.execute(f"SELECT {FILE_COLUMNS} FROM files ORDER BY source").fetchall()
         return [row_to_file(r) for r in rows]
 
-    # --- scoring primitives; rag.answer.retrieve combines them
+    # --- scoring primitives; rag.answer.retrieve fuses the candidates
+
+    def candidates(self, tokens: list[str], query_vec: np.ndarray, n: int, *,
+                   sources: Sequence[str] | None = None) -> Pool:
+        """The lexical and the dense top-n, each with its full BM25 score and exact inner product.
+        With `sources`, BM25 ranks only their rows and the dense side scores them exactly instead of
+        asking the ANN index (whose top-n could all lie outside the filter)."""
+        pool = np.arange(self.n_chunks) if sources is None else self.source_rows(sources)
+        if self.n_chunks == 0 or len(pool) == 0:
+            return Pool.empty()
+        full_bm25 = self.bm25_scores(tokens)
+        lex_n = min(n, len(pool))
+        lex = pool[np.argpartition(-full_bm25[pool], lex_n - 1)[:lex_n]] if lex_n < len(pool) else pool
+        lex = lex[full_bm25[lex] > 0]
+        if sources is None:
+            dense_rows, _ = self.dense_search(query_vec, n)
+        else:
+            pool_dense = self.dense_scores(query_vec, pool)
+            dense_rows = pool[np.argpartition(-pool_dense, lex_n - 1)[:lex_n]] if lex_n < len(pool) else pool
+        rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
+        return Pool(rows, full_bm25[rows].astype(np.float64), self.dense_scores(query_vec, rows).astype(np.float64),
+                    np.isin(rows, lex), np.isin(rows, dense_rows))
 
     def bm25_scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 score of every chunk for these query tokens (zeros when none is in the vocabulary)."""
@@ -449,3 +549,106 @@ def read_files(gen: Path) -> dict[str, FileRecord]:
     finally:
         con.close()
     return {r[0]: row_to_file(r) for r in rows}
+
+
+# --- the write side, as the ingest sees it ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The committed state an ingest starts from."""
+
+    generation: str
+    manifest: dict[str, Any]
+    label: str  # names the generation in messages: its folder, or the Milvus URI and prefix
+    where: str  # names the collection in messages
+
+
+class StoreWriter(Protocol):
+    """What `rag.ingest.build` needs of a store: the committed state, then one commit.
+
+    The caller holds `IngestLock` on cfg.index_dir around both (one ingest at a time).
+    """
+
+    def prepare(self, *, rebuild: bool) -> None:
+        """Clear what a killed ingest left behind; with `rebuild`, start from an empty collection."""
+        ...
+
+    def previous(self) -> Previous | None: ...
+
+    def files(self) -> dict[str, FileRecord]:
+        """The committed files by source (read only once `previous()` passed `check_compatible`)."""
+        ...
+
+    def commit(self, *, fresh: Sequence[ChunkRow], vectors: np.ndarray, keep: set[str], files: Sequence[FileRecord],
+               manifest: dict[str, Any], cfg: Config) -> str:
+        """Make `fresh` (new and changed files' chunks, in (source, ordinal) order, aligned with
+        `vectors`) plus the stored chunks of the `keep` sources the live collection, described by
+        `files` (sorted by source); anything else goes. Returns the new generation's name."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_writer(cfg: Config) -> StoreWriter:
+    """The configured store's writer. Connects first: an unreachable Milvus fails here, before
+    anything is written locally."""
+    if cfg.store == "milvus":
+        from rag.index.milvus import MilvusWriter
+
+        return MilvusWriter.connect(cfg)
+    return LocalWriter(Path(cfg.index_dir))
+
+
+class LocalWriter:
+    """Writes whole generations into a folder (`write_generation`); unchanged chunks are copied."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+
+    def prepare(self, *, rebuild: bool) -> None:
+        collect_garbage(self.index_dir)  # a rebuild needs nothing more: every file counts as new
+
+    def previous(self) -> Previous | None:
+        gen = current_generation(self.index_dir)
+        if gen is None:
+            return None
+        return Previous(gen.name, read_manifest(gen), str(gen), str(self.index_dir))
+
+    def files(self) -> dict[str, FileRecord]:
+        gen = current_generation(self.index_dir)
+        return read_files(gen) if gen is not None else {}
+
+    def commit(self, *, fresh: Sequence[ChunkRow], vectors: np.ndarray, keep: set[str], files: Sequence[FileRecord],
+               manifest: dict[str, Any], cfg: Config) -> str:
+        prev = current_generation(self.index_dir)
+        kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
+        prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if (prev is not None and kept) else None
+        by_source: dict[str, list[tuple[ChunkRow, int]]] = {}
+        for i, r in enumerate(fresh):
+            by_source.setdefault(r.chunk.source, []).append((r, i))
+        ordered: list[tuple[ChunkRow, int | None, int | None]] = []  # (row, its row in prev, its row in fresh)
+        for source in sorted({f.source for f in files}):
+            if source in by_source:
+                ordered += [(r, None, i) for r, i in by_source[source]]
+            else:
+                ordered += [(r, p, None) for p, r in kept.get(source, [])]
+        dim = vectors.shape[1] if vectors.ndim == 2 else int(manifest.get("embed_dim") or 0)
+        out = np.zeros((len(ordered), dim), dtype=np.float32)
+        reuse = [(i, p) for i, (_, p, _) in enumerate(ordered) if p is not None]
+        if reuse:
+            assert prev_vectors is not None  # rows are reused only from the kept rows of prev
+            idx, prev_idx = zip(*reuse)
+            order = np.argsort(prev_idx)  # sorted reads from the memory map
+            out[np.asarray(idx)[order]] = prev_vectors[np.asarray(prev_idx)[order]]
+        new = [(i, f) for i, (_, _, f) in enumerate(ordered) if f is not None]
+        if new:
+            out[[i for i, _ in new]] = vectors[[f for _, f in new]]
+        gen = write_generation(self.index_dir, rows=[r for r, _, _ in ordered], vectors=out, files=files,
+                               manifest=manifest, bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b,
+                               exact_max=cfg.dense_exact_max, hnsw_m=cfg.hnsw_m, ef_search=cfg.hnsw_ef_search)
+        collect_garbage(self.index_dir)
+        return gen.name
+
+    def close(self) -> None:
+        pass

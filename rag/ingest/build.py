@@ -6,9 +6,9 @@ Per file: read → content hash → unchanged files are neither parsed nor embed
 changed files are parsed (rag.ingest.parse; PDF pages without a usable text layer are read by OCR
 when `cfg.ocr` is on, counted as the progress stage "ocr"), chunked (rag.ingest.chunk), tokenized
 (rag.index.tokenize) and embedded (rag.models.embed); files gone from the folder drop out. The
-result is written as a new generation and switched to atomically (rag.index.store), under an
-exclusive lock. Embeddings are also kept in a crash-safe cache next to the index, so an ingest
-killed mid-way resumes without redoing them.
+result is written as a new generation and switched to atomically (rag.index.store), or committed to
+Milvus (rag.index.milvus, `store = "milvus"`), under an exclusive lock. Embeddings are also kept in
+a crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
 Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
 """
 from __future__ import annotations
@@ -29,17 +29,7 @@ import numpy as np
 
 from rag.config import Config
 from rag.errors import IndexLockedError, IngestError, LoadError
-from rag.index.store import (
-    ChunkRow,
-    FileRecord,
-    check_compatible,
-    collect_garbage,
-    current_generation,
-    read_files,
-    read_manifest,
-    read_rows,
-    write_generation,
-)
+from rag.index.store import ChunkRow, FileRecord, Previous, StoreWriter, check_compatible, open_writer
 from rag.models.embed import BaseEmbedder, Embedder
 from rag.records import Chunk, Document, Failure
 from rag.text import normalise
@@ -275,21 +265,22 @@ def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder
                                 doc.paginated, now))
     rows.sort(key=lambda r: (r.chunk.source, r.chunk.ordinal))
     vectors = _embed_rows(rows, titles, embedder, None, progress)
-    with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
-        gen = write_generation(index_dir, rows=rows, vectors=vectors, files=sorted(files, key=lambda f: f.source),
-                               manifest=_manifest(cfg, embedder.dim, "", embedder.languages),
-                               bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, exact_max=cfg.dense_exact_max,
-                               hnsw_m=cfg.hnsw_m, ef_search=cfg.hnsw_ef_search)
-        collect_garbage(index_dir)
-    return gen
+    writer = open_writer(cfg.with_overrides(index_dir=str(index_dir)))
+    try:
+        with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
+            writer.prepare(rebuild=True)
+            name = writer.commit(fresh=rows, vectors=vectors, keep=set(), files=sorted(files, key=lambda f: f.source),
+                                 manifest=_manifest(cfg, embedder.dim, "", embedder.languages), cfg=cfg)
+    finally:
+        writer.close()
+    return index_dir / name
 
 
 def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None, rebuild: bool = False,
            progress: Progress | None = None) -> IngestReport:
     """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
     could be read, IndexLockedError when another ingest holds the lock."""
-    from rag.ingest.discover import discover, read_bytes
-    from rag.ingest.parse import parse
+    from rag.ingest.discover import discover
 
     t0 = time.perf_counter()
     folder = Path(folder)
@@ -302,88 +293,99 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
     report.failed += [p for p in problems if p.kind != "skipped"]
     report.skipped += [p for p in problems if p.kind == "skipped"]
 
-    with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
-        collect_garbage(index_dir)
-        prev = current_generation(index_dir)
-        prev_files: dict[str, FileRecord] = {}
-        same_settings = False
-        if prev is not None:
-            manifest = read_manifest(prev)
-            if not rebuild:
-                check_compatible(manifest, prev, embed_model=cfg.embed_model)
-                prev_files = read_files(prev)
-                same_settings = manifest.get("settings") == settings_signature(cfg)
-
-        count_tokens = None  # resolved lazily: a no-op run never loads the embedding model
-        ocr = _ocr_reader(cfg, progress)  # its model loads on the first page OCR reads
-        new_rows: dict[str, list[ChunkRow]] = {}
-        keep: set[str] = set()  # sources whose stored chunks carry over
-        records: dict[str, FileRecord] = {}
-        titles: dict[str, str] = {}
-        max_bytes = int(cfg.max_file_mb * 1024 * 1024)
-        for i, f in enumerate(found):
-            if progress:
-                progress("parse", i, len(found))
-            before = prev_files.get(f.source)
-            try:
-                data = read_bytes(f, max_bytes=max_bytes)
-                digest, size = hashlib.sha256(data).hexdigest(), len(data)
-                if before is not None and before.hash == digest and same_settings:
-                    keep.add(f.source)
-                    records[f.source] = before
-                    titles[f.source] = before.title
-                    report.unchanged += 1
-                    continue
-                doc = parse(f.source, data, ocr=ocr)
-                del data
-                if count_tokens is None:
-                    embedder = embedder or _load_embedder(cfg)
-                    count_tokens = embedder.count_tokens
-                rows = prepare_document(doc, cfg=cfg, count_tokens=count_tokens)
-                if not rows:
-                    raise LoadError(f.source, "no text to index (the document is empty after parsing)",
-                                    "check that the file has text content")
-            except LoadError as err:
-                report.failed.append(Failure(f.source, err.reason, err.fix))
-                if before is not None:
-                    keep.add(f.source)
-                    records[f.source] = before
-                    titles[f.source] = before.title
-                    report.kept_previous.append(f.source)
-                continue
-            new_rows[f.source] = rows
-            titles[f.source] = doc.title
-            records[f.source] = FileRecord(f.source, digest, size, doc.kind, doc.title, len(doc.pages), len(rows),
-                                           doc.paginated, time.time())
-            (report.changed if before is not None else report.new).append(f.source)
-        if progress:
-            progress("parse", len(found), len(found))
-        if ocr is not None:
-            report.ocr_pages, report.ocr_seconds = ocr.pages, round(ocr.seconds, 1)
-        report.removed = sorted(set(prev_files) - set(records))
-
-        if not records and prev is not None and prev_files and not report.failed:
-            pass  # every document was removed from the folder: commit an empty generation
-        elif not records:
-            if found or report.failed:
-                raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
-                                  "(see the reasons above) and none was indexed before")
-            from rag.ingest.parse import SUPPORTED_SUFFIXES
-
-            supported = " ".join(sorted(SUPPORTED_SUFFIXES))
-            raise IngestError(f"no supported documents in {folder} (supported: {supported}); "
-                              "fix: point the command at the folder that holds your documents")
-
-        report.files = len(records)
-        report.pages = sum(r.pages for r in records.values())
-        if prev is not None and not new_rows and not report.removed and not rebuild:
-            report.noop, report.generation = True, prev.name
-            report.chunks = sum(r.chunks for r in records.values())
-        else:
-            _commit(report, cfg, index_dir, prev, keep, new_rows, records, titles, embedder, progress, folder)
-        report.seconds = time.perf_counter() - t0
-        _write_report(index_dir, report)
+    writer = open_writer(cfg)  # connects first: an unreachable store fails before anything is written
+    try:
+        with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
+            _ingest_locked(report, writer, found, folder, cfg, embedder, rebuild, progress)
+            report.seconds = time.perf_counter() - t0
+            _write_report(index_dir, report)
+    finally:
+        writer.close()
     return report
+
+
+def _ingest_locked(report: IngestReport, writer: StoreWriter, found: Sequence[Any], folder: Path, cfg: Config,
+                   embedder: Embedder | None, rebuild: bool, progress: Progress | None) -> None:
+    from rag.ingest.discover import read_bytes
+    from rag.ingest.parse import parse
+
+    writer.prepare(rebuild=rebuild)
+    prev = writer.previous()
+    prev_files: dict[str, FileRecord] = {}
+    same_settings = False
+    if prev is not None:
+        if not rebuild:
+            check_compatible(prev.manifest, prev.label, embed_model=cfg.embed_model, where=prev.where)
+            prev_files = writer.files()
+            same_settings = prev.manifest.get("settings") == settings_signature(cfg)
+
+    count_tokens = None  # resolved lazily: a no-op run never loads the embedding model
+    ocr = _ocr_reader(cfg, progress)  # its model loads on the first page OCR reads
+    new_rows: dict[str, list[ChunkRow]] = {}
+    keep: set[str] = set()  # sources whose stored chunks carry over
+    records: dict[str, FileRecord] = {}
+    titles: dict[str, str] = {}
+    max_bytes = int(cfg.max_file_mb * 1024 * 1024)
+    for i, f in enumerate(found):
+        if progress:
+            progress("parse", i, len(found))
+        before = prev_files.get(f.source)
+        try:
+            data = read_bytes(f, max_bytes=max_bytes)
+            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+            if before is not None and before.hash == digest and same_settings:
+                keep.add(f.source)
+                records[f.source] = before
+                titles[f.source] = before.title
+                report.unchanged += 1
+                continue
+            doc = parse(f.source, data, ocr=ocr)
+            del data
+            if count_tokens is None:
+                embedder = embedder or _load_embedder(cfg)
+                count_tokens = embedder.count_tokens
+            rows = prepare_document(doc, cfg=cfg, count_tokens=count_tokens)
+            if not rows:
+                raise LoadError(f.source, "no text to index (the document is empty after parsing)",
+                                "check that the file has text content")
+        except LoadError as err:
+            report.failed.append(Failure(f.source, err.reason, err.fix))
+            if before is not None:
+                keep.add(f.source)
+                records[f.source] = before
+                titles[f.source] = before.title
+                report.kept_previous.append(f.source)
+            continue
+        new_rows[f.source] = rows
+        titles[f.source] = doc.title
+        records[f.source] = FileRecord(f.source, digest, size, doc.kind, doc.title, len(doc.pages), len(rows),
+                                       doc.paginated, time.time())
+        (report.changed if before is not None else report.new).append(f.source)
+    if progress:
+        progress("parse", len(found), len(found))
+    if ocr is not None:
+        report.ocr_pages, report.ocr_seconds = ocr.pages, round(ocr.seconds, 1)
+    report.removed = sorted(set(prev_files) - set(records))
+
+    if not records and prev is not None and prev_files and not report.failed:
+        pass  # every document was removed from the folder: commit an empty generation
+    elif not records:
+        if found or report.failed:
+            raise IngestError(f"nothing in {folder} could be read: {len(report.failed)} file(s) failed "
+                              "(see the reasons above) and none was indexed before")
+        from rag.ingest.parse import SUPPORTED_SUFFIXES
+
+        supported = " ".join(sorted(SUPPORTED_SUFFIXES))
+        raise IngestError(f"no supported documents in {folder} (supported: {supported}); "
+                          "fix: point the command at the folder that holds your documents")
+
+    report.files = len(records)
+    report.pages = sum(r.pages for r in records.values())
+    if prev is not None and not new_rows and not report.removed and not rebuild:
+        report.noop, report.generation = True, prev.generation
+        report.chunks = sum(r.chunks for r in records.values())
+    else:
+        _commit(report, cfg, writer, prev, keep, new_rows, records, titles, embedder, progress, folder)
 
 
 class _DimOnly(BaseEmbedder):
@@ -412,40 +414,22 @@ def _load_embedder(cfg: Config) -> Embedder:
     return load_embedder(cfg)
 
 
-def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | None, keep: set[str],
+def _commit(report: IngestReport, cfg: Config, writer: StoreWriter, prev: Previous | None, keep: set[str],
             new_rows: dict[str, list[ChunkRow]], records: dict[str, FileRecord], titles: dict[str, str],
             embedder: Embedder | None, progress: Progress | None, folder: Path) -> None:
     if not records and prev is not None:  # an empty collection needs no model, only the dimension
-        manifest = read_manifest(prev)
-        dim = int(manifest.get("embed_dim") or manifest.get("dim") or 0)
-        embedder = embedder or _DimOnly(cfg.embed_model, dim, manifest.get("embed_languages"))
+        dim = int(prev.manifest.get("embed_dim") or prev.manifest.get("dim") or 0)
+        embedder = embedder or _DimOnly(cfg.embed_model, dim, prev.manifest.get("embed_languages"))
     embedder = embedder or _load_embedder(cfg)
-    kept = read_rows(prev, sorted(keep)) if (prev is not None and keep) else {}
-    prev_vectors = np.load(prev / "vectors.npy", mmap_mode="r") if (prev is not None and kept) else None
-    ordered: list[tuple[ChunkRow, int | None]] = []  # (row, row number in prev for reuse, or None)
-    for source in sorted(records):
-        if source in new_rows:
-            ordered += [(r, None) for r in new_rows[source]]
-        else:
-            ordered += [(r, prev_row) for prev_row, r in kept.get(source, [])]
-    rows = [r for r, _ in ordered]
-    vectors = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-    reuse = [(i, p) for i, (_, p) in enumerate(ordered) if p is not None]
-    if reuse:
-        assert prev_vectors is not None  # rows are reused only from the kept rows of prev
-        idx, prev_idx = zip(*reuse)
-        order = np.argsort(prev_idx)  # sorted reads from the memory map
-        vectors[np.asarray(idx)[order]] = prev_vectors[np.asarray(prev_idx)[order]]
-    fresh = [i for i, (_, p) in enumerate(ordered) if p is None]
+    fresh = [r for source in sorted(records) for r in new_rows.get(source, [])]
+    index_dir = Path(cfg.index_dir)
     cache = EmbeddingCache(index_dir / "embed-cache.sqlite", f"{cfg.embed_model}|{cfg.embed_backend}")
     try:
-        if fresh:
-            vectors[fresh] = _embed_rows([rows[i] for i in fresh], titles, embedder, cache, progress)
+        vectors = (_embed_rows(fresh, titles, embedder, cache, progress) if fresh
+                   else np.zeros((0, embedder.dim), dtype=np.float32))
         report.chunks_embedded = len(fresh)
-        gen = write_generation(index_dir, rows=rows, vectors=vectors, files=[records[s] for s in sorted(records)],
-                               manifest=_manifest(cfg, embedder.dim, str(folder.resolve()), embedder.languages),
-                               bm25_k1=cfg.bm25_k1, bm25_b=cfg.bm25_b, exact_max=cfg.dense_exact_max,
-                               hnsw_m=cfg.hnsw_m, ef_search=cfg.hnsw_ef_search)
+        name = writer.commit(fresh=fresh, vectors=vectors, keep=keep, files=[records[s] for s in sorted(records)],
+                             manifest=_manifest(cfg, embedder.dim, str(folder.resolve()), embedder.languages), cfg=cfg)
         cache.clear()  # everything is in the committed generation now
     except OSError as err:
         raise IngestError(f"could not write the new index generation in {index_dir}: {err.strerror or err} "
@@ -453,9 +437,8 @@ def _commit(report: IngestReport, cfg: Config, index_dir: Path, prev: Path | Non
                           "run the ingest again)") from err
     finally:
         cache.close()
-    collect_garbage(index_dir)
-    report.generation = gen.name
-    report.chunks = len(rows)
+    report.generation = name
+    report.chunks = sum(len(new_rows[s]) if s in new_rows else records[s].chunks for s in records)
 
 
 def _write_report(index_dir: Path, report: IngestReport) -> None:
