@@ -71,6 +71,16 @@ def test_fused_scores_equal_the_local_store(tmp_path, make_cfg, milvus_cfg, fake
         assert np.allclose([h.dense_score for h in a], [h.dense_score for h in b], atol=1e-5), query
 
 
+def test_a_file_filter_is_applied_in_milvus_before_the_top_n(tmp_path, make_cfg, milvus_cfg, fake_embedder):
+    folder = write_docs(tmp_path / "docs", DOCS)
+    local, milvus = make_cfg(), milvus_cfg()
+    ingest(folder, local, embedder=fake_embedder)
+    ingest(folder, milvus, embedder=fake_embedder)
+    for cfg in (local, milvus):
+        hits = Retriever(open_store(cfg), fake_embedder).search("bits per weight Q4_K_M", k=3, files=["cats.txt"])
+        assert hits and {h.chunk.source for h in hits} == {"cats.txt"}, cfg.store
+
+
 def test_changed_file_is_re_embedded_alone_and_removed_file_leaves_the_store(tmp_path, milvus_cfg, fake_embedder):
     folder = write_docs(tmp_path / "docs", DOCS)
     cfg = milvus_cfg()
