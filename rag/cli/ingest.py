@@ -44,15 +44,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
     ap.add_argument("--embed-model", help="embedding model: HF name or local path")
+    ap.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
+                    help="parse and embed on the Ray cluster at HOST:PORT (or auto); needs the ray extra")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
-                                                  "docs_dir": str(args.folder)})
-        report = ingest(args.folder, cfg, rebuild=args.rebuild,
-                        progress=None if (args.quiet or args.json) else _tqdm_progress())
+                                                  "docs_dir": str(args.folder), "ray_address": args.ray_address})
+        progress = None if (args.quiet or args.json) else _tqdm_progress()
+        if cfg.ray_address.strip():
+            from rag.ingest.distributed import ray_ingest
+
+            report = ray_ingest(args.folder, cfg, rebuild=args.rebuild, progress=progress)
+        else:
+            report = ingest(args.folder, cfg, rebuild=args.rebuild, progress=progress)
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
