@@ -43,6 +43,24 @@ class FailingEmbedder(FakeEmbedder):
         return super().embed_batch(texts)
 
 
+class DyingEmbedder(FakeEmbedder):
+    """A FakeEmbedder whose process is killed (SIGKILL) on its first batch while the file `marker`
+    does not exist yet; it creates it first, so only one process dies: a worker killed mid-ingest."""
+
+    def __init__(self, dim: int = 64, *, marker: str, **kwargs: Any) -> None:
+        super().__init__(dim, **kwargs)
+        self.marker = marker
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        import os
+        import signal
+
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().embed_batch(texts)
+
+
 class FakeGenerator:
     """Emits a scripted reply word by word and records the prompts it was given."""
 

@@ -25,7 +25,7 @@ from rag.answer.retrieve import Retriever
 from rag.errors import IngestError
 from rag.index.store import Index, current_generation
 from rag.ingest.build import ingest
-from rag.testing import FailingEmbedder, FakeEmbedder
+from rag.testing import DyingEmbedder, FailingEmbedder, FakeEmbedder
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
@@ -132,6 +132,18 @@ def test_a_worker_failing_mid_ingest_keeps_the_previous_generation(ray_head, mak
         assert "new.md" not in {f.source for f in idx.files()}
     finally:
         idx.close()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_ingest_is_retried_and_the_result_equals_a_local_ingest(ray_head, make_cfg, tmp_path):
+    marker = tmp_path / "killed-once"
+    ingest(DOCS, make_cfg(index_dir=str(tmp_path / "local")), embedder=FakeEmbedder())
+    report = ray_ingest(DOCS, make_cfg(index_dir=str(tmp_path / "ray")), address=ray_head,
+                        make_embedder=functools.partial(DyingEmbedder, marker=str(marker)))
+    assert marker.exists()  # a worker did die (SIGKILL in its first batch); Ray restarted it and retried
+    a, b = state(tmp_path / "local"), state(tmp_path / "ray")
+    assert b["rows"] == a["rows"] and report.chunks == len(a["rows"])
+    np.testing.assert_allclose(b["vectors"], a["vectors"], atol=1e-6)
 
 
 def test_an_unreachable_ray_address_is_a_clear_error_and_writes_nothing(make_cfg, tmp_path):

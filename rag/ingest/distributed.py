@@ -8,16 +8,17 @@ do the work: `map_batches(_ParseWorker)` parses and chunks the new and changed f
 batch, and `map_batches(_EmbedWorker)` embeds the chunks the embedding cache does not hold, 256 a
 batch. Both are callable classes run as fixed actor pools (`ActorPoolStrategy`, one actor a
 cluster CPU; Ray 2.51 deprecated `concurrency=` for it), so each worker loads the embedding model
-once, not once per batch; the parse workers load it too, for its tokenizer's token counts. Results stream back to the driver, which shows them on the usual progress
-bars and commits the new generation by the local code path: same chunk ids, vectors (to float
-rounding), manifest and report.
+once, not once per batch; the parse workers load it too, for its tokenizer's token counts.
+Results stream back to the driver, which shows them on the usual progress bars and commits the new
+generation by the local code path: same chunk ids, vectors (to float rounding), manifest and report.
 
 File bytes travel through Ray's object store, so the workers need no shared filesystem; this
 package travels as a runtime_env `py_modules` entry, so they run the driver's code. They do need
 its dependencies and the embedding model installed (the `ray` extra next to the project's own).
-A worker that fails fails the ingest with an IngestError: nothing is committed, the previous
-generation stays searchable, and the vectors already embedded wait in the embedding cache for the
-next run.
+A worker process that dies is restarted and its batch retried (RETRIES times); code that raises in
+a worker, or a worker that keeps dying, fails the ingest with an IngestError: nothing is committed,
+the previous generation stays searchable, and the vectors already embedded wait in the embedding
+cache for the next run.
 
 Deliberately skipped: streaming file bytes from the driver in bounded windows (the new and changed
 files of one run are held in memory together), workers that read a shared folder by path, GPU
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 EmbedderFactory = Callable[[], Embedder]  # picklable: it is called in every worker
 EMBED_BATCH = 256  # chunks a Ray batch, as the local ingest embeds them between cache writes
 CONNECT_TIMEOUT_S = 5.0
+# A worker process that dies (killed, out of memory) is restarted and its batch retried this many
+# times; Ray Data's default is forever, which turns a file that kills every worker into a hang.
+RETRIES = 3
 
 
 def _ray() -> Any:
@@ -161,7 +165,7 @@ def ray_parse(ray: Any, cfg: Config, make_embedder: EmbedderFactory,
     ds = ray.data.from_items([{"source": s, "data": d} for s, d in files], override_num_blocks=len(files))
     ds = ds.map_batches(_ParseWorker, fn_constructor_kwargs={"cfg": cfg, "make_embedder": make_embedder},
                         batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                        batch_format="numpy")
+                        batch_format="numpy", max_restarts=RETRIES, max_task_retries=RETRIES)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for source, blob in zip(batch["source"], batch["result"]):
@@ -252,7 +256,7 @@ class RayEmbedder(BaseEmbedder):
         ds = ray.data.from_items([{"text": t} for t in texts], override_num_blocks=blocks)
         ds = ds.map_batches(_EmbedWorker, fn_constructor_kwargs={"make_embedder": self.make_embedder},
                             batch_size=every, compute=ray.data.ActorPoolStrategy(size=min(_workers(ray), blocks)),
-                            num_cpus=1, batch_format="numpy")
+                            num_cpus=1, batch_format="numpy", max_restarts=RETRIES, max_task_retries=RETRIES)
         t0, lo = time.perf_counter(), 0
         try:
             for batch in ds.iter_batches(batch_size=every, batch_format="numpy"):
