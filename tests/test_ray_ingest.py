@@ -157,3 +157,18 @@ def test_a_malformed_ray_address_names_the_form(make_cfg, tmp_path):
     with pytest.raises(IngestError, match="'headnode' is not HOST:PORT"):
         ray_ingest(DOCS, make_cfg(index_dir=str(tmp_path / "index")), address="headnode")
     assert not (tmp_path / "index").exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "setting"])
+def test_the_command_line_sends_the_ingest_to_ray_by_flag_or_setting(how, tmp_path, monkeypatch, capsys):
+    from rag.cli.ingest import main
+
+    address = f"127.0.0.1:{_free_port()}"
+    argv = [str(DOCS), "--index", str(tmp_path / "index"), "--quiet"]
+    if how == "flag":
+        argv += ["--ray", address]
+    else:
+        monkeypatch.setenv("RAG_RAY_ADDRESS", address)
+    assert main(argv) == 2
+    assert f"no Ray cluster answers at {address}" in capsys.readouterr().err
+    assert not (tmp_path / "index").exists()

@@ -26,11 +26,13 @@ scheduling, and overlapping parsing with embedding (the stages run one after the
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import pickle
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +117,17 @@ def _connect(ray: Any, address: str) -> bool:
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = True  # embeddings come back in the order they were sent
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     return True
+
+
+@contextlib.contextmanager
+def _retry_args_accepted() -> Iterator[None]:
+    """Ray 2.60 deprecates map_batches' extra remote args (max_restarts, max_task_retries) but names
+    no replacement for them yet; the `ray` extra pins Ray below 2.61, so its notice is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        yield
 
 
 def _workers(ray: Any) -> int:
@@ -163,9 +175,10 @@ def ray_parse(ray: Any, cfg: Config, make_embedder: EmbedderFactory,
         return
     workers = min(_workers(ray), len(files))
     ds = ray.data.from_items([{"source": s, "data": d} for s, d in files], override_num_blocks=len(files))
-    ds = ds.map_batches(_ParseWorker, fn_constructor_kwargs={"cfg": cfg, "make_embedder": make_embedder},
-                        batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
-                        batch_format="numpy", max_restarts=RETRIES, max_task_retries=RETRIES)
+    with _retry_args_accepted():
+        ds = ds.map_batches(_ParseWorker, fn_constructor_kwargs={"cfg": cfg, "make_embedder": make_embedder},
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+                            batch_format="numpy", max_restarts=RETRIES, max_task_retries=RETRIES)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for source, blob in zip(batch["source"], batch["result"]):
@@ -254,9 +267,11 @@ class RayEmbedder(BaseEmbedder):
         ray = self.ray
         blocks = (len(texts) + every - 1) // every
         ds = ray.data.from_items([{"text": t} for t in texts], override_num_blocks=blocks)
-        ds = ds.map_batches(_EmbedWorker, fn_constructor_kwargs={"make_embedder": self.make_embedder},
-                            batch_size=every, compute=ray.data.ActorPoolStrategy(size=min(_workers(ray), blocks)),
-                            num_cpus=1, batch_format="numpy", max_restarts=RETRIES, max_task_retries=RETRIES)
+        with _retry_args_accepted():
+            ds = ds.map_batches(_EmbedWorker, fn_constructor_kwargs={"make_embedder": self.make_embedder},
+                                batch_size=every, num_cpus=1, batch_format="numpy",
+                                compute=ray.data.ActorPoolStrategy(size=min(_workers(ray), blocks)),
+                                max_restarts=RETRIES, max_task_retries=RETRIES)
         t0, lo = time.perf_counter(), 0
         try:
             for batch in ds.iter_batches(batch_size=every, batch_format="numpy"):
