@@ -53,7 +53,9 @@ def ray_head(tmp_path_factory):
            f"--metrics-export-port={_free_port()}", f"--runtime-env-agent-port={_free_port()}"]
     log = open(temp / "head.log", "w")
     t0 = time.monotonic()
-    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # No 30 s drain on SIGTERM: that is for Serve replicas behind a load balancer, not for a test head.
+    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     address = f"127.0.0.1:{port}"
     while time.monotonic() - t0 < 120:
         if head.poll() is not None:
