@@ -8,7 +8,8 @@ when `cfg.ocr` is on, counted as the progress stage "ocr"), chunked (rag.ingest.
 (rag.index.tokenize) and embedded (rag.models.embed); files gone from the folder drop out. The
 result is written as a new generation and switched to atomically (rag.index.store), under an
 exclusive lock. Embeddings are also kept in a crash-safe cache next to the index, so an ingest
-killed mid-way resumes without redoing them.
+killed mid-way resumes without redoing them. rag.ingest.distributed runs the parse and embed steps
+on Ray workers through `ingest(parse_many=..., embedder=...)` and commits by this same code.
 Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
 """
 from __future__ import annotations
