@@ -149,6 +149,12 @@ class Config:
     gate_threshold: float = 0.0
     verifier: str = "offline"  # offline | nli:<hf name> | llm
 
+    # --- distributed ingest (rag.ingest.distributed; the `ray` extra)
+    # A Ray cluster's HOST:PORT, or "auto" for one started on this machine: files are parsed and chunks
+    # embedded by its workers, the generation committed here. Empty: all on this machine (Ray's start-up
+    # costs more than it saves below a few hundred files).
+    ray_address: str = ""
+
     # --- concurrency
     lock_wait_s: float = 0.0  # 0: a second ingest is refused at once; >0: wait that long for the lock
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rag.models.embed import HashEmbedder
 
 if TYPE_CHECKING:  # Pillow is imported where a scan is drawn
@@ -25,6 +27,38 @@ class FakeEmbedder(HashEmbedder):
 
     def __init__(self, dim: int = 64, *, name: str = "fake-embedder", delay: float = 0.0, batch_size: int = 8) -> None:
         super().__init__(dim, name=name, delay=delay, batch_size=batch_size)
+
+
+class FailingEmbedder(FakeEmbedder):
+    """A FakeEmbedder whose embedding breaks after `fail_after` batches, as a model running out of
+    memory does: for the tests of what a failed worker leaves behind (its token counts still work)."""
+
+    def __init__(self, dim: int = 64, *, fail_after: int = 0, **kwargs: Any) -> None:
+        super().__init__(dim, **kwargs)
+        self.fail_after = fail_after
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        if self.calls >= self.fail_after:
+            raise RuntimeError(f"embedding failed after {self.calls} batches (FailingEmbedder)")
+        return super().embed_batch(texts)
+
+
+class DyingEmbedder(FakeEmbedder):
+    """A FakeEmbedder whose process is killed (SIGKILL) on its first batch while the file `marker`
+    does not exist yet; it creates it first, so only one process dies: a worker killed mid-ingest."""
+
+    def __init__(self, dim: int = 64, *, marker: str, **kwargs: Any) -> None:
+        super().__init__(dim, **kwargs)
+        self.marker = marker
+
+    def embed_batch(self, texts: list[str]) -> np.ndarray:
+        import os
+        import signal
+
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().embed_batch(texts)
 
 
 class FakeGenerator:

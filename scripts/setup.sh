@@ -15,9 +15,9 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
     "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
 # llama-cpp-python builds from source where no wheel exists (minutes, once; pip caches the wheel).
-if ! "$PY" -c "import llama_cpp, rag, streamlit, pytest_socket, gguf, rapidocr, pymilvus, milvus_lite" >/dev/null 2>&1 \
+if ! "$PY" -c "import llama_cpp, rag, streamlit, pytest_socket, gguf, rapidocr, pymilvus, milvus_lite, ray" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
-    "$PY" -m pip install -q -e ".[ui,llm,eval,serve,office,tables,dev,ocr,milvus]"
+    "$PY" -m pip install -q -e ".[ui,llm,eval,serve,office,tables,dev,ocr,milvus,ray]"
     touch .venv/.installed
 fi
 echo "setup: ok ($("$PY" --version), $("$PY" -c 'import torch; print("torch", torch.__version__)'))"

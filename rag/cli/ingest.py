@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--rebuild", action="store_true", help="ignore the existing index and build from scratch")
     ap.add_argument("--embed-model", help="embedding model: HF name or local path")
+    ap.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
+                    help="parse and embed on the Ray cluster at HOST:PORT (or auto); needs the ray extra")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
@@ -59,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         folder = args.folder
         cfg = load_config(args.config, overrides={"index_dir": args.index_dir, "embed_model": args.embed_model,
-                                                  "docs_dir": str(folder) if folder else None})
+                                                  "docs_dir": str(folder) if folder else None,
+                                                  "ray_address": args.ray_address})
         if args.collection is not None:
             from rag.collections import config_for, set_documents_folder
 
@@ -71,8 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cfg = set_documents_folder(cfg, args.collection, folder)
         elif folder is None:
             ap.error("the folder of documents is required without --collection")
-        report = ingest(folder, cfg, rebuild=args.rebuild,
-                        progress=None if (args.quiet or args.json) else _tqdm_progress())
+        progress = None if (args.quiet or args.json) else _tqdm_progress()
+        if cfg.ray_address.strip():
+            from rag.ingest.distributed import ray_ingest
+
+            report = ray_ingest(folder, cfg, rebuild=args.rebuild, progress=progress)
+        else:
+            report = ingest(folder, cfg, rebuild=args.rebuild, progress=progress)
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

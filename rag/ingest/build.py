@@ -9,6 +9,8 @@ when `cfg.ocr` is on, counted as the progress stage "ocr"), chunked (rag.ingest.
 result is written as a new generation and switched to atomically (rag.index.store), or committed to
 Milvus (rag.index.milvus, `store = "milvus"`), under an exclusive lock. Embeddings are also kept in
 a crash-safe cache next to the index, so an ingest killed mid-way resumes without redoing them.
+rag.ingest.distributed runs the parse and embed steps on Ray workers through
+`ingest(parse_many=..., embedder=...)` and commits by this same code.
 Deliberately skipped: watching the folder for changes (run the command again; it is cheap).
 """
 from __future__ import annotations
@@ -215,6 +217,39 @@ def prepare_document(doc: Document, *, cfg: Config, count_tokens: Callable[[str]
     return [ChunkRow(c, " ".join(tokenize(index_text(c, doc.title)))) for c in chunks]
 
 
+@dataclass(frozen=True)
+class ParsedFile:
+    """One file parsed and chunked, ready to embed: all the ingest keeps of it (picklable, so a
+    worker process can send it back)."""
+
+    title: str
+    kind: str
+    pages: int
+    paginated: bool
+    rows: list[ChunkRow]
+    ocr_pages: int = 0  # pages of this file read by OCR, and the seconds it took
+    ocr_seconds: float = 0.0
+
+
+# (source, file bytes) of the files to parse → (source, parsed file or why not), in any order
+ParseMany = Callable[[list[tuple[str, bytes]]], Iterable[tuple[str, "ParsedFile | Failure"]]]
+
+
+def parse_file(source: str, data: bytes, *, cfg: Config, count_tokens: Callable[[str], int],
+               ocr: PdfOcr | None) -> ParsedFile:
+    """Parse (rag.ingest.parse) and chunk one file; LoadError when it has nothing to index."""
+    from rag.ingest.parse import parse
+
+    pages0, seconds0 = (ocr.pages, ocr.seconds) if ocr is not None else (0, 0.0)
+    doc = parse(source, data, ocr=ocr)
+    rows = prepare_document(doc, cfg=cfg, count_tokens=count_tokens)
+    if not rows:
+        raise LoadError(source, "no text to index (the document is empty after parsing)",
+                        "check that the file has text content")
+    ocr_pages, ocr_seconds = (ocr.pages - pages0, ocr.seconds - seconds0) if ocr is not None else (0, 0.0)
+    return ParsedFile(doc.title, doc.kind, len(doc.pages), doc.paginated, rows, ocr_pages, ocr_seconds)
+
+
 def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder: Embedder, cache: EmbeddingCache | None,
                 progress: Progress | None, batch: int = 256) -> np.ndarray:
     texts = [index_text(r.chunk, titles.get(r.chunk.source, "")) for r in rows]
@@ -230,9 +265,13 @@ def _embed_rows(rows: Sequence[ChunkRow], titles: dict[str, str], embedder: Embe
     done = len(rows) - len(todo)
     if progress:
         progress("embed", done, len(rows))
-    for lo in range(0, len(todo), batch):
-        part = todo[lo:lo + batch]
-        vecs = embedder.embed([texts[i] for i in part])
+    # embed_iter, where the embedder has it, lets one that runs elsewhere (rag.ingest.distributed)
+    # take every text at once and still hand back slices for the cache and the progress bar.
+    todo_texts = [texts[i] for i in todo]
+    slices = (embedder.embed_iter(todo_texts, every=batch) if isinstance(embedder, BaseEmbedder) else
+              ((lo, embedder.embed(todo_texts[lo:lo + batch])) for lo in range(0, len(todo), batch)))
+    for lo, vecs in slices:
+        part = todo[lo:lo + len(vecs)]
         out[part] = vecs
         if cache:
             cache.put_many([keys[i] for i in part], vecs)
@@ -277,9 +316,13 @@ def build_index(docs: Iterable[Document], index_dir: Path, cfg: Config, embedder
 
 
 def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None, rebuild: bool = False,
-           progress: Progress | None = None) -> IngestReport:
+           progress: Progress | None = None, parse_many: ParseMany | None = None) -> IngestReport:
     """Bring the index at cfg.index_dir in line with `folder`. Raises IngestError when nothing
-    could be read, IndexLockedError when another ingest holds the lock."""
+    could be read, IndexLockedError when another ingest holds the lock.
+
+    `parse_many` hands the new and changed files to another runner (rag.ingest.distributed: Ray
+    workers) instead of parsing them here one by one; what it returns is committed exactly as a
+    local parse would be. `embedder` then is that runner's embedder too."""
     from rag.ingest.discover import discover
 
     t0 = time.perf_counter()
@@ -296,7 +339,7 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
     writer = open_writer(cfg)  # connects first: an unreachable store fails before anything is written
     try:
         with IngestLock(index_dir, wait_s=cfg.lock_wait_s):
-            _ingest_locked(report, writer, found, folder, cfg, embedder, rebuild, progress)
+            _ingest_locked(report, writer, found, folder, cfg, embedder, rebuild, progress, parse_many)
             report.seconds = time.perf_counter() - t0
             _write_report(index_dir, report)
     finally:
@@ -305,9 +348,9 @@ def ingest(folder: str | Path, cfg: Config, *, embedder: Embedder | None = None,
 
 
 def _ingest_locked(report: IngestReport, writer: StoreWriter, found: Sequence[Any], folder: Path, cfg: Config,
-                   embedder: Embedder | None, rebuild: bool, progress: Progress | None) -> None:
+                   embedder: Embedder | None, rebuild: bool, progress: Progress | None,
+                   parse_many: ParseMany | None = None) -> None:
     from rag.ingest.discover import read_bytes
-    from rag.ingest.parse import parse
 
     writer.prepare(rebuild=rebuild)
     prev = writer.previous()
@@ -320,16 +363,21 @@ def _ingest_locked(report: IngestReport, writer: StoreWriter, found: Sequence[An
             same_settings = prev.manifest.get("settings") == settings_signature(cfg)
 
     count_tokens = None  # resolved lazily: a no-op run never loads the embedding model
-    ocr = _ocr_reader(cfg, progress)  # its model loads on the first page OCR reads
+    ocr = _ocr_reader(cfg, progress) if parse_many is None else None  # its model loads on the first page OCR reads
     new_rows: dict[str, list[ChunkRow]] = {}
     keep: set[str] = set()  # sources whose stored chunks carry over
     records: dict[str, FileRecord] = {}
     titles: dict[str, str] = {}
     max_bytes = int(cfg.max_file_mb * 1024 * 1024)
+    # (source, previous record, hash, size, outcome) in folder order, so the report lists files in
+    # the same order whether they were parsed here or by parse_many; None = parse_many's to fill.
+    outcomes: list[tuple[str, FileRecord | None, str, int, ParsedFile | Failure | None]] = []
+    deferred: list[tuple[str, bytes]] = []
     for i, f in enumerate(found):
-        if progress:
+        if progress and parse_many is None:
             progress("parse", i, len(found))
         before = prev_files.get(f.source)
+        digest, size = "", 0
         try:
             data = read_bytes(f, max_bytes=max_bytes)
             digest, size = hashlib.sha256(data).hexdigest(), len(data)
@@ -339,32 +387,51 @@ def _ingest_locked(report: IngestReport, writer: StoreWriter, found: Sequence[An
                 titles[f.source] = before.title
                 report.unchanged += 1
                 continue
-            doc = parse(f.source, data, ocr=ocr)
-            del data
+            if parse_many is not None:
+                deferred.append((f.source, data))
+                outcomes.append((f.source, before, digest, size, None))
+                continue
             if count_tokens is None:
                 embedder = embedder or _load_embedder(cfg)
                 count_tokens = embedder.count_tokens
-            rows = prepare_document(doc, cfg=cfg, count_tokens=count_tokens)
-            if not rows:
-                raise LoadError(f.source, "no text to index (the document is empty after parsing)",
-                                "check that the file has text content")
+            result: ParsedFile | Failure = parse_file(f.source, data, cfg=cfg, count_tokens=count_tokens, ocr=ocr)
+            del data
         except LoadError as err:
-            report.failed.append(Failure(f.source, err.reason, err.fix))
+            result = Failure(f.source, err.reason, err.fix)
+        outcomes.append((f.source, before, digest, size, result))
+    if deferred and parse_many is not None:
+        done = len(found) - len(deferred)
+        parsed: dict[str, ParsedFile | Failure] = {}
+        for source, got in parse_many(deferred):
+            parsed[source] = got
+            done += 1
+            if progress:
+                progress("parse", done, len(found))
+        del deferred
+        outcomes = [(s, b, d, z, parsed.get(s) if r is None else r) for s, b, d, z, r in outcomes]
+    for source, before, digest, size, outcome in outcomes:
+        if isinstance(outcome, Failure) or outcome is None:
+            report.failed.append(outcome or Failure(source, "the parse step returned nothing for it",
+                                                    "run the ingest again"))
             if before is not None:
-                keep.add(f.source)
-                records[f.source] = before
-                titles[f.source] = before.title
-                report.kept_previous.append(f.source)
+                keep.add(source)
+                records[source] = before
+                titles[source] = before.title
+                report.kept_previous.append(source)
             continue
-        new_rows[f.source] = rows
-        titles[f.source] = doc.title
-        records[f.source] = FileRecord(f.source, digest, size, doc.kind, doc.title, len(doc.pages), len(rows),
-                                       doc.paginated, time.time())
-        (report.changed if before is not None else report.new).append(f.source)
+        if ocr is None:
+            report.ocr_pages += outcome.ocr_pages
+            report.ocr_seconds += outcome.ocr_seconds
+        new_rows[source] = outcome.rows
+        titles[source] = outcome.title
+        records[source] = FileRecord(source, digest, size, outcome.kind, outcome.title, outcome.pages,
+                                     len(outcome.rows), outcome.paginated, time.time())
+        (report.changed if before is not None else report.new).append(source)
     if progress:
         progress("parse", len(found), len(found))
     if ocr is not None:
-        report.ocr_pages, report.ocr_seconds = ocr.pages, round(ocr.seconds, 1)
+        report.ocr_pages, report.ocr_seconds = ocr.pages, ocr.seconds
+    report.ocr_seconds = round(report.ocr_seconds, 1)
     report.removed = sorted(set(prev_files) - set(records))
 
     if not records and prev is not None and prev_files and not report.failed:
