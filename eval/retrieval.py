@@ -74,6 +74,7 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
     configured fusion, dense weight and candidates); only the query embeddings are batched.
     """
     from eval.harness import temporary_pipeline
+    from rag.models.embed import embed_queries
 
     if not qs.docs:
         raise RagError(f"{qs.name} brings no documents to index (fix: use a SQuAD, Cranfield or passages file)")
@@ -83,7 +84,7 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
         build_s = time.perf_counter() - t0
         retriever = pipe.retriever
         depth = max(max(ks), 10)
-        qvecs = embedder.embed([q for q, _ in queries])
+        qvecs = embed_queries(embedder, [q for q, _ in queries])
         scores = {m: Scores(tuple(ks)) for m in modes}
         iterator: Iterable[int] = range(len(queries))
         if progress:
@@ -130,12 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = {"dataset": str(args.dataset), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha, **result}
+    result = {"dataset": str(args.dataset), "format": fmt, "fusion": cfg.fusion, "alpha": cfg.fusion_alpha,
+              "embed_model": cfg.embed_model, "embed_backend": cfg.embed_backend, **result}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents "
-              f"(fusion={cfg.fusion}, alpha={cfg.fusion_alpha})")
+              f"(fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, embedder={cfg.embed_model} {cfg.embed_backend})")
         print(format_table(result))
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.config import FUSIONS, Config, Fusion
 from rag.errors import ConfigError
-from rag.models.embed import Embedder, model_languages
+from rag.models.embed import Embedder, embed_queries, model_languages
 from rag.records import Hit
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Retriever:
         lex_n = min(n, idx.n_chunks)
         lex = np.argpartition(-full_bm25, lex_n - 1)[:lex_n] if lex_n < idx.n_chunks else np.arange(idx.n_chunks)
         lex = lex[full_bm25[lex] > 0]
-        qv = self.embedder.embed([query])[0] if query_vec is None else query_vec
+        qv = embed_queries(self.embedder, [query])[0] if query_vec is None else query_vec
         dense_rows, _ = idx.dense_search(qv, n)
         rows = np.unique(np.concatenate([lex, dense_rows]).astype(np.int64))
         bm25 = full_bm25[rows].astype(np.float64)

