@@ -67,11 +67,13 @@ class Scores:
 
 def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = (1, 5, 20),
              modes: Sequence[SearchMode] = MODES,
-             limit: int | None = None, progress: bool = True) -> dict:
+             limit: int | None = None, progress: bool = True, alphas: Sequence[float] = ()) -> dict:
     """Build an index over qs.docs and score every query (the first `limit`) under each retrieval mode.
 
     The index is built by `rag.ingest.build` and searched by the Pipeline's own Retriever (the
     configured fusion, dense weight and candidates); only the query embeddings are batched.
+    `alphas` adds a "hybrid@<alpha>" row per dense weight over the same index (tuning fusion_alpha
+    without re-embedding the corpus).
     """
     from eval.harness import temporary_pipeline
     from rag.models.embed import embed_queries
@@ -86,6 +88,7 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
         depth = max(max(ks), 10)
         qvecs = embed_queries(embedder, [q for q, _ in queries])
         scores = {m: Scores(tuple(ks)) for m in modes}
+        sweep = {f"hybrid@{a:g}": (a, Scores(tuple(ks))) for a in alphas}
         iterator: Iterable[int] = range(len(queries))
         if progress:
             from tqdm import tqdm
@@ -96,11 +99,17 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
             for m in modes:
                 hits = retriever.search_with_vector(q, qvecs[i], k=depth * 3, mode=m)
                 scores[m].add(dedupe_sources(hits)[:depth], gains)
+            default_alpha = retriever.alpha
+            for alpha, sc in sweep.values():
+                retriever.alpha = alpha
+                hits = retriever.search_with_vector(q, qvecs[i], k=depth * 3, mode="hybrid")
+                sc.add(dedupe_sources(hits)[:depth], gains)
+            retriever.alpha = default_alpha
     return {"n_queries": len(queries), "n_docs": len(qs.docs), "index_build_s": round(build_s, 1),
-            **{m: scores[m].means() for m in modes}}
+            **{m: scores[m].means() for m in modes}, **{m: sc.means() for m, (_, sc) in sweep.items()}}
 
 
-def format_table(result: dict, modes: Sequence[SearchMode] = MODES) -> str:
+def format_table(result: dict, modes: Sequence[str] = MODES) -> str:
     keys = list(result[modes[0]].keys())
     lines = [f"{'metric':<12}" + "".join(f"{m:>10}" for m in modes)]
     for k in keys:
@@ -121,13 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fusion", help="override fusion: auto | rrf | bm25 | dense")
     ap.add_argument("--alpha", type=float, help="override the dense weight of the score fusion")
     ap.add_argument("--limit", type=int, help="only the first N queries")
+    ap.add_argument("--alphas", default="", help="comma-separated dense weights to sweep (hybrid@ALPHA rows)")
     args = ap.parse_args(argv)
     fmt = args.format or guess_format(args.dataset)
     try:
         cfg = load_config(args.config, overrides={"fusion": args.fusion, "fusion_alpha": args.alpha})
         qs = load_qa(args.dataset, fmt)
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
         result = evaluate(qs, cfg, load_embedder(cfg), ks=[int(k) for k in args.k.split(",")], limit=args.limit,
-                          progress=not args.json)
+                          progress=not args.json, alphas=alphas)
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -138,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents "
               f"(fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, embedder={cfg.embed_model} {cfg.embed_backend})")
-        print(format_table(result))
+        print(format_table(result, (*MODES, *(f"hybrid@{a:g}" for a in alphas))))
     return 0
 
 
