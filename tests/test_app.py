@@ -143,7 +143,7 @@ def built(tmp_path_factory, minilm):
 
     root = tmp_path_factory.mktemp("app-corpus")
     docs = write_docs(root / "docs", {**DOCS, "boards.pdf": make_pdf(PDF_PAGES)})
-    cfg = load_config(env={}, overrides={"index_dir": str(root / "index"), "rerank": False})
+    cfg = load_config(env={}, overrides={"index_dir": str(root / "index"), "rerank": False, "embed_model": minilm.name})
     ingest(docs, cfg, embedder=minilm)
     return docs, root / "index"
 
@@ -158,6 +158,7 @@ def env(tmp_path, monkeypatch, built):
     for key in [k for k in os.environ if k.startswith("RAG_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_EMBED_MODEL", "sentence-transformers/all-MiniLM-L6-v2")  # the model `built` used
     monkeypatch.setenv("RAG_DOCS_DIR", str(tmp_path / "docs"))
     monkeypatch.setenv("RAG_RERANKER_MODEL", str(tmp_path / "no-such-reranker"))
     return tmp_path

