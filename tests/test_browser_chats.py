@@ -100,8 +100,8 @@ def body(d) -> str:
 def sources_of_answer(d) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    return [s.text for s in d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatMessage"] '
-                                                              '[data-testid="stExpander"] summary')]
+    summaries = d.find_elements(By.CSS_SELECTOR, '[data-testid="stChatMessage"] [data-testid="stExpander"] summary')
+    return [t for s in summaries if (t := s.text.strip()) and t != "details"]  # not a card's nested scores
 
 
 def test_second_collection_upload_filter_reload_and_restart(server, driver, tmp_path):
