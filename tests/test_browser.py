@@ -93,35 +93,60 @@ def server(tmp_path_factory, beacon):
     docs, index = tmp / "docs", tmp / "index"
     shutil.copytree(ROOT / "data" / "docs", docs)
     (docs / "quokka-telemetry.md").write_text(hostile_markdown(beacon.url), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", RAG_INDEX_DIR=str(index), RAG_DOCS_DIR=str(docs),
-               RAG_RERANKER_MODEL=str(tmp / "no-reranker"))  # reranker missing: the app must answer anyway
+    env = app_env(RAG_INDEX_DIR=str(index), RAG_DOCS_DIR=str(docs),
+                  RAG_RERANKER_MODEL=str(tmp / "no-reranker"))  # reranker missing: the app must answer anyway
     subprocess.run([sys.executable, "-m", "rag.ingest", str(docs), "--index", str(index), "--quiet"],
                    cwd=tmp, env=env, check=True, timeout=600)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(
+    app = Server(tmp, env)
+    app.start()
+    try:
+        yield app.url
+    finally:
+        app.stop()
+
+
+def app_env(**rag: str) -> dict[str, str]:
+    """This process's environment without RAG_ settings, plus `rag` (RAG_INDEX_DIR=…): what the app
+    and the ingest CLI of a browser test run under."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **rag)
+    return env
+
+
+class Server:
+    """`streamlit run app/chat.py` in `cwd` (where rag-data/ lives) on a free localhost port;
+    restartable on the same port."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], *, toolbar: str = "viewer") -> None:
+        self.cwd, self.env, self.toolbar, self.port = cwd, env, toolbar, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.cwd / "streamlit.log", "ab")  # the server writes to it until stop()
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "chat.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
-            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            while not healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log_text = (tmp / "streamlit.log").read_text(errors="replace")
-                    raise RuntimeError(f"streamlit did not start:\n{log_text}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
+             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+             "false", "--server.fileWatcherType", "none", "--client.toolbarMode", self.toolbar],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while not healthy(self.url):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log_text = (self.cwd / "streamlit.log").read_text(errors="replace")
+                self.stop()
+                raise RuntimeError(f"streamlit did not start:\n{log_text}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
             try:
-                proc.wait(timeout=15)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
 
 
 def healthy(url: str) -> bool:

@@ -7,14 +7,12 @@ Extractive mode (no GGUF), the bundled MiniLM embedder. Skipped without chromium
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, free_port, healthy, wait_for
+from tests.test_browser import CHROMEDRIVER, CHROMIUM, Server, app_env, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -26,50 +24,14 @@ DOCS = {
 }
 
 
-class Server:
-    """`streamlit run app/chat.py` in `cwd` (where rag-data/ lives); restartable on the same port."""
-
-    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.cwd, self.env, self.port = cwd, env, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.cwd / "streamlit.log", "ab")  # the server writes to it until stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "chat.py"), "--server.headless", "true",
-             "--server.port", str(self.port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
-             "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"],
-            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while not healthy(self.url):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log_text = (self.cwd / "streamlit.log").read_text(errors="replace")
-                raise RuntimeError(f"streamlit did not start:\n{log_text}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-
 @pytest.fixture
 def server(tmp_path):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip("chromium and chromedriver are not installed (apt-get install -y chromium chromium-driver)")
     pytest.importorskip("selenium")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", RAG_INDEX_DIR=str(tmp_path / "index"),
-               RAG_DOCS_DIR=str(tmp_path / "docs"), RAG_RERANK="false")
+    env = app_env(RAG_INDEX_DIR=str(tmp_path / "index"), RAG_DOCS_DIR=str(tmp_path / "docs"), RAG_RERANK="false")
     (tmp_path / "docs").mkdir()
-    s = Server(tmp_path, env)
+    s = Server(tmp_path, env, toolbar="minimal")
     s.start()
     yield s
     s.stop()

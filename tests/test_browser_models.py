@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_browser
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, ROOT, free_port, healthy, wait_for
+from tests.test_browser import CHROMEDRIVER, CHROMIUM, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 driver = test_browser.driver  # its `server` is this module's
@@ -41,35 +41,16 @@ def server(tmp_path_factory):
     (docs / "quantization.md").write_text(DOC, encoding="utf-8")
     for seed, name in enumerate(("alpha.gguf", "beta.gguf")):
         write_tiny_gguf(tmp / "models" / name, seed=seed)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-               HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", RAG_INDEX_DIR=str(index), RAG_DOCS_DIR=str(docs),
-               RAG_RERANKER_MODEL=str(tmp / "no-reranker"), RAG_MAX_ANSWER_TOKENS="40")
+    env = test_browser.app_env(RAG_INDEX_DIR=str(index), RAG_DOCS_DIR=str(docs),
+                               RAG_RERANKER_MODEL=str(tmp / "no-reranker"), RAG_MAX_ANSWER_TOKENS="40")
     subprocess.run([sys.executable, "-m", "rag.ingest", str(docs), "--index", str(index), "--quiet"],
                    cwd=tmp, env=env, check=True, timeout=600)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(tmp / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "chat.py"), "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer"],
-            cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            while not healthy(url):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log_text = (tmp / "streamlit.log").read_text(errors="replace")
-                    raise RuntimeError(f"streamlit did not start:\n{log_text}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    app = test_browser.Server(tmp, env)
+    app.start()
+    try:
+        yield app.url
+    finally:
+        app.stop()
 
 
 def sidebar_text(d) -> str:
