@@ -183,8 +183,12 @@ def cached_gate(path: Path, report: Sequence[Question], hits: Sequence[Sequence[
             done[row["id"]] = row["p_yes"]
     path.parent.mkdir(parents=True, exist_ok=True)
     # Answerable and unanswerable questions alternate, so a cache cut short is still a balanced sample.
-    order = sorted(range(len(report)), key=lambda i: (sum(report[j].answerable == report[i].answerable
-                                                          for j in range(i)), report[i].answerable))
+    seen = {True: 0, False: 0}
+    rank = []  # position of each question among those of its kind
+    for e in report:
+        rank.append(seen[e.answerable])
+        seen[e.answerable] += 1
+    order = sorted(range(len(report)), key=lambda i: (rank[i], report[i].answerable))
     with path.open("a", encoding="utf-8") as fh:
         for n, i in enumerate(order, 1):
             e = report[i]
