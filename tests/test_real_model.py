@@ -6,10 +6,6 @@ index are loaded for the module. Slow: the pull (pip's cache makes it ~20 s) and
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from rag.answer.guard import junk_reason
@@ -18,6 +14,7 @@ from rag.config import load_config
 from rag.models.registry import find_recommended
 from rag.pipeline import Pipeline
 from tests.conftest import ROOT
+from tests.real_models import pulled
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +29,7 @@ ANSWERABLE = [  # from data/eval/questions.jsonl, with a reference answer each
 
 @pytest.fixture(scope="module")
 def real_pipe(tmp_path_factory):
-    pytest.importorskip("llama_cpp")
-    models = ROOT / "models"  # where `make run` keeps it (gitignored): a second pull is a no-op
-    proc = subprocess.run([sys.executable, "-m", "rag.models", "pull", MODEL, "--dir", str(models), "--json"],
-                          capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    path = json.loads(proc.stdout)["path"]
+    path = pulled(MODEL)
     cfg = load_config(env={}, overrides={"index_dir": str(tmp_path_factory.mktemp("index")), "llm_model": path,
                                          "rerank": False})
     pipe = Pipeline(cfg)
