@@ -1,7 +1,7 @@
 """Retrieval quality on a public dataset: BM25, dense and hybrid side by side.
 
     python -m eval.retrieval --dataset PATH|sample|crosslingual [--format squad|cranfield|jsonl]
-        [--docs DIR] [--k 1,5,20] [--json]
+        [--docs DIR] [--k 1,5,20] [--model PATH.gguf] [--json]
 
 Builds a temporary index from the dataset's passages with the same code as `rag.ingest.build` (SQuAD:
 one document per paragraph; Cranfield: one per abstract; jsonl: `passages` [{title, text}] per
@@ -31,6 +31,7 @@ from rag.errors import RagError
 from rag.text import normalise
 
 if TYPE_CHECKING:
+    from rag.answer.generate import Generator
     from rag.answer.retrieve import SearchMode
     from rag.config import Config
     from rag.models.embed import Embedder
@@ -98,7 +99,8 @@ class Scores:
 
 def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = (1, 5, 20),
              modes: Sequence[SearchMode] = MODES, docs: Sequence[Document] | None = None,
-             limit: int | None = None, progress: bool = True, alphas: Sequence[float] = ()) -> dict:
+             limit: int | None = None, progress: bool = True, alphas: Sequence[float] = (),
+             translator: Generator | None = None) -> dict:
     """Build an index over qs.docs (or `docs`, for a set whose documents live in a folder) and score
     every query (the first `limit`) under each retrieval mode; with directions, also per direction
     (`by_direction`: {direction: {n_queries, mode: metrics}}).
@@ -106,7 +108,9 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
     The index is built by `rag.ingest.build` and searched by the Pipeline's own Retriever (the
     configured fusion, dense weight and candidates); only the query embeddings are batched.
     `alphas` adds a "hybrid@<alpha>" row per dense weight over the same index (tuning fusion_alpha
-    without re-embedding the corpus).
+    without re-embedding the corpus). With a `translator` model, a "translated" row ranks by
+    `Pipeline.retrieve` with that model loaded: a question over documents in another language is also
+    searched in their language (rag.answer.translate), as the product does when a model is present.
     """
     from eval.harness import temporary_pipeline
     from rag.models.embed import embed_queries
@@ -119,13 +123,14 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
     pages = by_page(qs)
     directions = sorted({q.direction for q, _ in items if q.direction})
     t0 = time.perf_counter()
-    with temporary_pipeline(docs, cfg, embedder) as pipe:
+    with temporary_pipeline(docs, cfg, embedder, generator=translator) as pipe:
         build_s = time.perf_counter() - t0
         retriever = pipe.retriever
         depth = max(max(ks), 10)
         qvecs = embed_queries(embedder, [normalise(q.question) for q, _ in items])  # as Retriever.candidates does
-        scores = {m: Scores(tuple(ks)) for m in modes}
-        per_dir = {d: {m: Scores(tuple(ks)) for m in modes} for d in directions}
+        rows = [*modes, *(["translated"] if translator is not None else [])]
+        scores = {m: Scores(tuple(ks)) for m in rows}
+        per_dir = {d: {m: Scores(tuple(ks)) for m in rows} for d in directions}
         sweep = {f"hybrid@{a:g}": (a, Scores(tuple(ks))) for a in alphas}
         iterator: Iterable[int] = range(len(items))
         if progress:
@@ -140,6 +145,12 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
                 scores[m].add(ranked, gains)
                 if q.direction:
                     per_dir[q.direction][m].add(ranked, gains)
+            if translator is not None:
+                hits = pipe.retrieve(q.question, k=depth * 3, rerank=False)
+                ranked = dedupe_sources(hits, pages=pages)[:depth]
+                scores["translated"].add(ranked, gains)
+                if q.direction:
+                    per_dir[q.direction]["translated"].add(ranked, gains)
             default_alpha = retriever.alpha
             for alpha, sc in sweep.values():
                 retriever.alpha = alpha
@@ -147,10 +158,10 @@ def evaluate(qs: QASet, cfg: Config, embedder: Embedder, *, ks: Sequence[int] = 
                 sc.add(dedupe_sources(hits, pages=pages)[:depth], gains)
             retriever.alpha = default_alpha
     out = {"n_queries": len(items), "n_docs": len(docs), "index_build_s": round(build_s, 1),
-           "unit": "page" if pages else "document", **{m: scores[m].means() for m in modes},
+           "unit": "page" if pages else "document", **{m: scores[m].means() for m in rows},
            **{m: sc.means() for m, (_, sc) in sweep.items()}}
     if directions:
-        out["by_direction"] = {d: {"n_queries": per_dir[d][modes[0]].n, **{m: per_dir[d][m].means() for m in modes}}
+        out["by_direction"] = {d: {"n_queries": per_dir[d][modes[0]].n, **{m: per_dir[d][m].means() for m in rows}}
                                for d in directions}
     return out
 
@@ -181,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--store", choices=("local", "milvus"), help="index backend (default: the configured one; "
                     "milvus: Milvus Lite in the temporary folder unless milvus_uri is set)")
     ap.add_argument("--alphas", default="", help="comma-separated dense weights to sweep (hybrid@ALPHA rows)")
+    ap.add_argument("--model", help="a .gguf file: add a 'translated' row, questions also searched in the "
+                    "documents' other languages as translated by this model (the product's search with a model)")
     args = ap.parse_args(argv)
     path = dataset_path(args.dataset)
     fmt = args.format or guess_format(path)
@@ -194,8 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             docs = folder_documents(args.docs or path.parent.parent / "docs")
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+        translator = None
+        if args.model:
+            from rag.models.llama import load_generator
+
+            translator = load_generator(cfg.with_overrides(llm_model=args.model))
         result = evaluate(qs, cfg, load_embedder(cfg), ks=[int(k) for k in args.k.split(",")], limit=args.limit,
-                          docs=docs, progress=not args.json, alphas=alphas)
+                          docs=docs, progress=not args.json, alphas=alphas, translator=translator)
     except (RagError, OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -208,10 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{qs.name}: {result['n_queries']} queries over {result['n_docs']} documents, ranked by "
               f"{result['unit']} (store={cfg.store}, fusion={cfg.fusion}, alpha={cfg.fusion_alpha}, "
               f"embedder={cfg.embed_model} {cfg.embed_backend})")
-        print(format_table(result, (*MODES, *(f"hybrid@{a:g}" for a in alphas))))
+        extra = ("translated",) if args.model else ()
+        print(format_table(result, (*MODES, *extra, *(f"hybrid@{a:g}" for a in alphas))))
         for d, sub in result.get("by_direction", {}).items():
             print(f"\n{d}: {sub['n_queries']} queries")
-            print(format_table(sub))
+            print(format_table(sub, (*MODES, *extra)))
     return 0
 
 

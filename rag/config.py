@@ -123,6 +123,9 @@ class Config:
     # A source longer than this many tokens is cut to its best window of whole sentences before the
     # generator reads it (rag.answer.focus): prompt reading is most of a CPU answer's time. 0: whole chunks.
     passage_tokens: int = 100
+    # Cross-lingual search (rag.answer.translate): when the collection holds documents in another language
+    # than the question and a model is loaded, the model translates the question and both are searched.
+    translate_queries: bool = True
 
     # --- reranking
     rerank: bool = True

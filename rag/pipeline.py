@@ -186,22 +186,71 @@ class Pipeline:
 
     def retrieve(self, query: str, *, k: int | None = None, rerank: bool | None = None,
                  timings: dict[str, float] | None = None, files: Sequence[str] | None = None) -> list[Hit]:
-        """Fused retrieval, then the cross-encoder over the top candidates when one is available."""
+        """Fused retrieval, then the cross-encoder over the top candidates when one is available.
+        A question over documents in another language is also searched in that language (`_retrieve`)."""
+        return self._retrieve(query, k=k, rerank=rerank, timings=timings, files=files)[0]
+
+    def _retrieve(self, query: str, *, k: int | None = None, rerank: bool | None = None,
+                  timings: dict[str, float] | None = None,
+                  files: Sequence[str] | None = None) -> tuple[list[Hit], dict[str, str]]:
+        """`retrieve`'s hits, and the query in each language that was searched ({} when only `query` was).
+
+        With a model loaded and `translate_queries` on, the question is translated into the collection's
+        other languages (rag.answer.translate); each version is searched and reranked on its own, and
+        the rankings are interleaved, the question's own language first.
+        """
         from rag.answer.rerank import rerank as rerank_hits
+        from rag.answer.translate import interleave, targets, translate_query
 
         k = k or self.cfg.top_k
         use_rerank = self.cfg.rerank if rerank is None else rerank
+        depth = max(k, self.cfg.rerank_candidates) if use_rerank else k
         t0 = time.perf_counter()
-        hits = self.search(query, k=max(k, self.cfg.rerank_candidates) if use_rerank else k, files=files)
+        queries: dict[str, str] = {}
+        generator = self.generator if self.cfg.translate_queries else None
+        if generator is not None:
+            from rag.answer.prompt import answer_language
+
+            for target in targets(query, self.retriever.document_languages()):
+                translated = translate_query(generator, query, target)
+                if translated:
+                    queries[target] = translated
+            if queries:
+                queries[answer_language(query)] = query
         t1 = time.perf_counter()
-        reranker = self.reranker if use_rerank else None
-        if reranker is not None and hits:
-            hits = rerank_hits(reranker, query, hits, top_n=self.cfg.rerank_candidates)
+        versions = [query, *(q for q in queries.values() if q != query)]
+        rankings = [self.search(q, k=depth, files=files) for q in versions]
         t2 = time.perf_counter()
+        reranker = self.reranker if use_rerank else None
+        if reranker is not None:
+            rankings = [rerank_hits(reranker, q, hits, top_n=self.cfg.rerank_candidates) if hits else hits
+                        for q, hits in zip(versions, rankings)]
+        t3 = time.perf_counter()
         if timings is not None:
-            timings["retrieve"] = round(t1 - t0, 4)
-            timings["rerank"] = round(t2 - t1, 4)
-        return hits[:k]
+            if queries:
+                timings["translate"] = round(t1 - t0, 4)
+            timings["retrieve"] = round(t2 - t1, 4)
+            timings["rerank"] = round(t3 - t2, 4)
+        return (interleave(rankings, k) if len(rankings) > 1 else rankings[0][:k]), queries
+
+    def _evidence(self, query: str, hits: Sequence[Hit], queries: dict[str, str]) -> float:
+        """The evidence score of the hits, each group of hits judged against the query in its language."""
+        from rag.answer.abstain import evidence_score
+
+        if not queries:
+            return evidence_score(query, hits)
+        return max(evidence_score(q, group) for q, group in self._by_language(query, hits, queries))
+
+    @staticmethod
+    def _by_language(query: str, hits: Sequence[Hit],
+                     queries: dict[str, str]) -> list[tuple[str, list[Hit]]]:
+        """The hits grouped by the query in their language (`query` for a language not searched)."""
+        from rag.answer.translate import chunk_language
+
+        groups: dict[str, list[Hit]] = {}
+        for h in hits:
+            groups.setdefault(queries.get(chunk_language(h.chunk.text), query), []).append(h)
+        return list(groups.items())
 
     def standalone_query(self, question: str, history: Sequence[Message]) -> str:
         """Rewrite a follow-up into a query that retrieval can use on its own."""
@@ -253,14 +302,14 @@ class Pipeline:
 
     def _stream(self, question: str, history: Sequence[Message],
                 files: Sequence[str] | None) -> Iterator[str | Retraction | Answer]:
-        from rag.answer.abstain import evidence_score, should_abstain
+        from rag.answer.abstain import should_abstain
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         query = self.standalone_query(question, history)
         timings["rewrite"] = round(time.perf_counter() - t0, 4)
-        hits = self.retrieve(query, timings=timings, files=files)
-        evidence = evidence_score(query, hits)
+        hits, queries = self._retrieve(query, timings=timings, files=files)
+        evidence = self._evidence(query, hits, queries)
         if history and query != question:
             # A small model's rewrite can lose the subject ("它的缺点呢？" → "它的缺点是什么"); the
             # heuristic rewrite is kept when its passages hold the stronger evidence.
@@ -268,10 +317,10 @@ class Pipeline:
 
             other = rewrite_followup(question, history)
             if other != query:
-                other_hits = self.retrieve(other, files=files)
-                other_evidence = evidence_score(other, other_hits)
+                other_hits, other_queries = self._retrieve(other, files=files)
+                other_evidence = self._evidence(other, other_hits, other_queries)
                 if other_evidence > evidence:
-                    query, hits, evidence = other, other_hits, other_evidence
+                    query, hits, evidence, queries = other, other_hits, other_evidence, other_queries
         generator = self.generator
         mode: Mode = "generative" if generator is not None else "extractive"
         timings["evidence"] = round(evidence, 4)
@@ -284,8 +333,11 @@ class Pipeline:
             from rag.answer.focus import focus_passages
             from rag.answer.prompt import build_prompt
 
-            passages = focus_passages(query, hits, budget=self.cfg.passage_tokens,
-                                      count_tokens=generator.count_tokens)
+            by_id: dict[str, str] = {}
+            for q, group in self._by_language(query, hits, queries):  # a passage is cut by the query in its language
+                cut = focus_passages(q, group, budget=self.cfg.passage_tokens, count_tokens=generator.count_tokens)
+                by_id.update((h.chunk.id, text) for h, text in zip(group, cut))
+            passages = [by_id[h.chunk.id] for h in hits]
 
             def prompt_for(retry: bool) -> Prompt:
                 assert generator is not None

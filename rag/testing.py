@@ -62,21 +62,38 @@ class DyingEmbedder(FakeEmbedder):
 
 
 class FakeGenerator:
-    """Emits a scripted reply word by word and records the prompts it was given."""
+    """Emits a scripted reply word by word and records the prompts it was given.
 
-    def __init__(self, reply: str | list[str] = "", *, context_window: int = 4096) -> None:
+    Requests to translate a search question (rag.answer.translate) are answered apart, from
+    `translations` ({question: translation}; a question not in it comes back unchanged, which the
+    pipeline ignores), and recorded in `translated`, so the scripted replies and `prompts` stay
+    those of the answers.
+    """
+
+    def __init__(self, reply: str | list[str] = "", *, context_window: int = 4096,
+                 translations: dict[str, str] | None = None) -> None:
         self.replies = [reply] if isinstance(reply, str) else list(reply)
         self.name = "fake-generator"
         self.context_window = context_window
         self.offload = "CPU"
         self.prompts: list[list[dict[str, str]]] = []
+        self.translations = dict(translations or {})
+        self.translated: list[str] = []
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + text.count("\n")
 
     def stream(self, messages: Iterable[dict[str, str]], *, max_tokens: int, temperature: float | None = None,
                stop: Sequence[str] = ()) -> Iterator[str]:
-        self.prompts.append(list(messages))
+        from rag.answer.translate import SYSTEM
+
+        messages = list(messages)
+        if messages and messages[0]["content"] in SYSTEM.values():
+            question = messages[-1]["content"]
+            self.translated.append(question)
+            yield self.translations.get(question, question)
+            return
+        self.prompts.append(messages)
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         words = reply.split(" ")
         for i, w in enumerate(words[:max_tokens]):

@@ -10,6 +10,7 @@ rises to 1 when the query shares no term with the collection. eval.retrieval mea
 """
 from __future__ import annotations
 
+import threading
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 SearchMode = Literal["hybrid", "bm25", "dense"]  # hybrid: the retriever's fusion; else one side alone
 SEARCH_MODES: tuple[str, ...] = typing.get_args(SearchMode)
+LANGUAGE_SAMPLE = 400  # files read to tell the collection's languages (Retriever.document_languages)
 
 
 def minmax(x: np.ndarray) -> np.ndarray:
@@ -111,6 +113,8 @@ class Retriever:
         langs = index.manifest.get("embed_languages", "unset")
         self.languages = ((frozenset(langs) if langs else None) if langs != "unset"
                           else model_languages(index.embed_model))
+        self._languages: frozenset[str] | None = None  # of the documents: document_languages
+        self._lock = threading.Lock()
 
     def candidates(self, query: str, *, n: int | None = None, query_vec: np.ndarray | None = None,
                    sources: Sequence[str] | None = None) -> Candidates:
@@ -163,6 +167,23 @@ class Retriever:
                     dense_rank=int(c.dense_rank[i]) or None, fused_score=float(fused[i]),
                     paginated=self.index.is_paginated(ch.source))
                 for ch, i in zip(chunks, order)]
+
+    def document_languages(self) -> frozenset[str]:
+        """The languages the collection's documents are written in (`translate.chunk_language` of each
+        file's first chunk; up to LANGUAGE_SAMPLE files, evenly spread), once per generation."""
+        with self._lock:
+            if self._languages is None:
+                from rag.answer.translate import chunk_language
+
+                files = sorted(f.source for f in self.index.files())
+                step = max(1, len(files) // LANGUAGE_SAMPLE)
+                found = set()
+                for source in files[::step]:
+                    chunks = self.index.source_chunks(source)
+                    if chunks:
+                        found.add(chunk_language(chunks[0].text))
+                self._languages = frozenset(found)
+            return self._languages
 
     def check_files(self, files: Sequence[str]) -> list[str]:
         """`files`, sorted and unique; ConfigError naming any file that is not in the index."""
