@@ -317,3 +317,13 @@ def test_a_streamed_answer_queued_for_the_model_gets_keepalives_and_then_its_ans
     events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
     assert lines[-2:] == ["data: [DONE]\n", "\n"] and events[-1]["rag"]["citations"][0]["file"] == "quant.md"
     assert list(first)[-1].choices[0].finish_reason == "stop"
+
+
+def test_the_api_load_eval_streams_without_errors_while_an_upload_switches_generations():
+    from eval.concurrency import ADDED_NAME, run_api
+
+    out = run_api(clients=3, seconds=3, extractive=True, hash_embedder=True, progress=False)
+    assert out["errors"] == 0, out["error_samples"]
+    assert out["requests"] >= 3 and out["ttft_p50_ms"] > 0 and out["total_p95_ms"] >= out["total_p50_ms"]
+    assert out["ingest_status"] == 200 and out["generation_after"] != out["generation_before"]
+    assert out["new_document_found"] and out["generation_switched"], ADDED_NAME
