@@ -2,6 +2,7 @@
 
     python -m eval.concurrency [--sessions 8] [--seconds 30] [--index DIR] [--hash-embedder] [--json]
     python -m eval.concurrency --conversations [--sessions 8] [--messages 25] [--processes] [--json]
+    python -m eval.concurrency --api [--clients 16] [--seconds 60] [--index DIR] [--extractive] [--out FILE]
 
 Each session is a thread that asks the shipped eval questions (data/eval/questions.jsonl) in a loop
 through the same Pipeline object, as the Streamlit app's sessions do. Half-way through, a new
@@ -14,6 +15,15 @@ asks `--messages` questions through the extractive pipeline (hashing embedder: n
 saves every turn to one shared rag.conversations store — half into its own conversation, half
 into one conversation all sessions share — and reads its conversation back after each write.
 Then every message is counted: 0 errors and 0 lost or duplicated messages is the pass.
+
+`--api`: the same questions as streamed chat completions through rag.serve on a free 127.0.0.1 port,
+`--clients` at once for `--seconds` (over data/docs indexed into a temporary folder, or a copy of
+`--index DIR` and its documents), with the configured generator (`--extractive`: none). Half-way, one
+/v1/ingest upload adds a document; a /v1/search after it must find it (the generation switched). An
+error is any exception, non-200 or stream that ends without its final chunk; 0 errors and the switch
+are the pass. Reports time to first token and total time p50/p95, answers a second, and writes the
+JSON report (`--out`, default eval-out/concurrency-api.json). The server is stopped on the way out,
+Ctrl-C included; answers still running after `--drain` seconds are errors.
 """
 from __future__ import annotations
 
