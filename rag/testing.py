@@ -1,6 +1,7 @@
 """Deterministic stand-ins for the models, for tests and benchmarks where the model itself is not under test.
 
-- `FakeEmbedder`, `FakeGenerator`: no model at all (hashed tokens; a scripted reply).
+- `FakeEmbedder`, `FakeGenerator`: no model at all (hashed tokens; a scripted reply); `SlowGenerator`
+  streams that reply slowly under one lock, as a model in this process does.
 - `write_tiny_gguf`, `write_tiny_cross_encoder`: tiny random-weight models built on the spot, so
   tests never need the network. The GGUF (~0.2 MB, llama architecture) loads and runs in llama.cpp
   in milliseconds; the cross-encoder (~0.1 MB BERT) loads in sentence-transformers. Their outputs
@@ -10,6 +11,8 @@
 """
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +101,31 @@ class FakeGenerator:
         words = reply.split(" ")
         for i, w in enumerate(words[:max_tokens]):
             yield w if i == 0 else " " + w
+
+
+class SlowGenerator(FakeGenerator):
+    """A FakeGenerator that holds one lock while it streams and sleeps `delay` seconds a word, as
+    LlamaCppGenerator holds its model: for tests of answers queueing and of clients that leave mid-answer.
+    `active` counts the streams holding the lock now (0 once every stream has ended or been closed)."""
+
+    def __init__(self, reply: str | list[str] = "", *, delay: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(reply, **kwargs)
+        self.name = "slow-fake-generator"
+        self.delay = delay
+        self.active = 0
+        self._lock = threading.Lock()
+
+    def stream(self, messages: Iterable[dict[str, str]], *, max_tokens: int, temperature: float | None = None,
+               stop: Sequence[str] = ()) -> Iterator[str]:
+        delay = self.delay  # as it was when this answer began: a test may speed up the next one
+        with self._lock:
+            self.active += 1
+            try:
+                for piece in super().stream(messages, max_tokens=max_tokens, temperature=temperature, stop=stop):
+                    time.sleep(delay)
+                    yield piece
+            finally:
+                self.active -= 1
 
 
 # A ChatML-style template: llama-cpp-python renders it from the GGUF metadata with Jinja.

@@ -478,3 +478,34 @@ def test_deleting_a_filtered_document_leaves_a_working_filter(env):
     assert at.multiselect(key="files-default").value == ["gpu.md"]
     at = ask(at, QUESTION)
     assert {h.chunk.source for h in at.session_state.turns[0]["answer"].sources} == {"gpu.md"}
+
+
+@pytest.mark.slow
+def test_a_model_server_dying_mid_answer_is_an_error_naming_it_and_the_app_keeps_answering(env, monkeypatch):
+    pytest.importorskip("fastapi")
+    from rag.serve.app import serve_in_thread
+    from tests.fake_openai import Script, fake_openai_server
+
+    script = Script(reply="A 7B model quantized to Q4_K_M needs about 4.8 GB of memory [1].", die_after=3)
+    server = serve_in_thread(fake_openai_server(script))
+    url = server.__enter__()
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        monkeypatch.setenv("RAG_LLM_BACKEND", "openai")
+        monkeypatch.setenv("RAG_LLM_BASE_URL", f"{url}/v1")
+        at = ask(start(), QUESTION)  # the server breaks the stream off after three pieces
+        assert f"{url}/v1/chat/completions" in texts(at.error) and "stopped in the middle" in texts(at.error)
+        assert not html_blocks(at, "rag-answer") and at.session_state.turns == []
+        server.__exit__(None, None, None)  # now gone altogether
+        server = None
+        at = ask(at, QUESTION)
+        assert f"{url}/v1/chat/completions" in texts(at.error) and "did not answer" in texts(at.error)
+        script.die_after = None
+        server = serve_in_thread(fake_openai_server(script), port=port)  # back, at the same address
+        server.__enter__()
+        at = ask(at, QUESTION)
+        [answer] = html_blocks(at, "rag-answer")
+        assert "4&#46;8 GB" in answer and at.session_state.turns[0]["answer"].mode == "generative"
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -14,7 +15,7 @@ from rag.errors import RagError  # noqa: E402
 from rag.ingest.build import ingest  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.serve.app import RateLimiter, ServeSettings, create_app, serve_in_thread  # noqa: E402
-from rag.testing import FakeEmbedder, FakeGenerator  # noqa: E402
+from rag.testing import FakeEmbedder, FakeGenerator, SlowGenerator  # noqa: E402
 from tests.conftest import write_docs  # noqa: E402
 
 DOCS = {
@@ -261,3 +262,68 @@ def test_a_generator_failing_mid_answer_reaches_the_client_as_an_error_and_the_s
         client.chat.completions.create(model="index", messages=[{"role": "user", "content": "How much memory?"}])
     assert "[1]" in client.chat.completions.create(model="index", messages=[
         {"role": "user", "content": "How much memory does a 7B model need?"}]).choices[0].message.content
+
+
+def first_content(stream) -> str:
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            return chunk.choices[0].delta.content
+    raise AssertionError("the stream ended without content")
+
+
+def test_a_client_that_leaves_mid_stream_releases_the_generator(served):
+    # 92 words at 0.15 s: the first answer would hold the model's lock for 14 s if the server kept it.
+    gen = SlowGenerator([MEMORY + " " + " ".join(f"w{i}" for i in range(80)), MEMORY], delay=0.15)
+    client, _, _ = served(generator=gen)
+    question = [{"role": "user", "content": "How much memory does a 7B model need in Q4_K_M?"}]
+    stream = client.chat.completions.create(model="index", stream=True, messages=question)
+    assert first_content(stream)
+    assert gen.active == 1
+    stream.close()  # the client goes away, its answer unfinished
+    gen.delay = 0.0
+    t0 = time.monotonic()
+    resp = client.chat.completions.create(model="index", messages=question)
+    assert "4.4 GB" in resp.choices[0].message.content
+    assert time.monotonic() - t0 < 5, "the second answer waited for the abandoned one"
+    assert gen.active == 0
+
+
+def test_answers_past_the_queue_limit_are_503_with_retry_after_and_the_queue_still_answers(served):
+    gen = SlowGenerator([MEMORY + " " + " ".join(f"w{i}" for i in range(30)), MEMORY], delay=0.05)
+    client, _, _ = served(generator=gen, settings=ServeSettings(rate_limit=0, max_queue=1))
+    question = [{"role": "user", "content": "How much memory does a 7B model need in Q4_K_M?"}]
+    stream = client.chat.completions.create(model="index", stream=True, messages=question)
+    assert first_content(stream)
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model="index", messages=question)
+    assert err.value.status_code == 503 and "--max-queue" in str(err.value)
+    assert int(err.value.response.headers["retry-after"]) >= 1
+    rest = list(stream)  # the admitted one is not disturbed, and ends with its final chunk
+    assert rest[-1].choices[0].finish_reason == "stop" and "rag" in rest[-1].model_extra
+    assert "4.4 GB" in client.chat.completions.create(model="index", messages=question).choices[0].message.content
+
+
+def test_a_streamed_answer_queued_for_the_model_gets_keepalives_and_then_its_answer(served):
+    gen = SlowGenerator([MEMORY + " " + " ".join(f"w{i}" for i in range(20)), MEMORY], delay=0.05)
+    client, url, _ = served(generator=gen, settings=ServeSettings(rate_limit=0, keepalive_s=0.1))
+    question = [{"role": "user", "content": "How much memory does a 7B model need in Q4_K_M?"}]
+    first = client.chat.completions.create(model="index", stream=True, messages=question)
+    assert first_content(first)  # holds the model for about a second more
+    body = json.dumps({"model": "index", "stream": True, "messages": question}).encode()
+    req = urllib.request.Request(f"{url}/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:  # a 5 s read timeout, never reached between lines
+        lines = [line.decode() for line in resp]
+    assert ": waiting for the model\n" in lines
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert lines[-2:] == ["data: [DONE]\n", "\n"] and events[-1]["rag"]["citations"][0]["file"] == "quant.md"
+    assert list(first)[-1].choices[0].finish_reason == "stop"
+
+
+def test_the_api_load_eval_streams_without_errors_while_an_upload_switches_generations():
+    from eval.concurrency import ADDED_NAME, run_api
+
+    out = run_api(clients=3, seconds=3, extractive=True, hash_embedder=True, progress=False)
+    assert out["errors"] == 0, out["error_samples"]
+    assert out["requests"] >= 3 and out["ttft_p50_ms"] > 0 and out["total_p95_ms"] >= out["total_p50_ms"]
+    assert out["ingest_status"] == 200 and out["generation_after"] != out["generation_before"]
+    assert out["new_document_found"] and out["generation_switched"], ADDED_NAME

@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--config")
     ap.add_argument("--rate-limit", type=int, default=120, help="requests a minute per client (0: off)")
     ap.add_argument("--max-request-kb", type=int, default=1024, help="largest JSON body")
+    ap.add_argument("--max-queue", type=int, default=32,
+                    help="chat completions answering or waiting for the model at once; more get 503 + Retry-After")
     ap.add_argument("--cors-origin", action="append", default=[], help="allow browsers on this origin (repeatable)")
     ap.add_argument("--insecure", action="store_true", help="allow a non-loopback host without RAG_API_KEY")
     args = ap.parse_args(argv)
@@ -56,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gen = pipe.generator  # load now: a missing model or an unreachable server fails here, not per question
         print(f"generator: {gen.name if gen else 'none (extractive answers)'}", file=sys.stderr)
         settings = ServeSettings(api_key=api_key, max_request_bytes=args.max_request_kb * 1024,
-                                 rate_limit=args.rate_limit, cors_origins=tuple(args.cors_origin))
+                                 rate_limit=args.rate_limit, cors_origins=tuple(args.cors_origin),
+                                 max_queue=args.max_queue)
         app = create_app(pipe, settings)
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)

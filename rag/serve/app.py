@@ -16,6 +16,11 @@
 - `POST /v1/ingest` (multipart `files`): `rag.collection.add_documents`, the UI's checks and lock;
 - `GET  /healthz`: unauthenticated, and says only whether the index opens.
 
+Chat completions queue for the one generator (its lock): at most `max_queue` are admitted at once
+(answering or waiting), the rest get 503 `server_busy` with Retry-After. A streamed answer that waits
+sends an SSE comment every `keepalive_s`, so client read timeouts do not fire while it queues, and a
+client that leaves mid-answer has its answer closed at once (`EventStream`), freeing the model.
+
 `Guard`, a plain ASGI middleware, runs before any route: a per-client token bucket (429 with
 Retry-After), the optional bearer token (401), and the body size (413: JSON bodies up to
 `max_request_bytes`, uploads up to `max_file_mb` plus multipart overhead; the body is read up to the
@@ -31,12 +36,15 @@ calls, and rate limits per API key rather than per client address (behind a prox
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import math
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +55,7 @@ from rag.question import EmptyQuestionError
 from rag.records import Answer, Retraction
 
 try:
+    import anyio
     from fastapi import FastAPI, File, Request, UploadFile
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
@@ -75,6 +84,13 @@ class ServeSettings:
     max_upload_bytes: int = 0  # /v1/ingest bodies; 0: max_file_mb of the config plus multipart overhead
     rate_limit: int = 120  # requests per minute per client address, in bursts up to that many; 0 = off
     cors_origins: tuple[str, ...] = ()  # none by default: browsers on other origins are refused
+    # Chat completions in the server at once, answering or queued for the generator (one model in this
+    # process answers one at a time); past that 503 with Retry-After. Below anyio's 40 worker threads,
+    # which the queued ones block, so /healthz, /v1/search and /v1/ingest still get a thread.
+    max_queue: int = 32
+    # A streamed answer still waiting for its next event (queued behind others, a long prompt being
+    # read) sends an SSE comment this often: clients ignore it, and their read timeouts do not fire.
+    keepalive_s: float = 10.0
 
 
 def error_body(message: str, kind: str = "invalid_request_error", code: str | None = None) -> dict[str, Any]:
@@ -116,6 +132,67 @@ class RateLimiter:
                 return 0.0
             self._buckets[client] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+
+# --- the queue for the generator --------------------------------------------------------------------
+
+
+class Admission:
+    """At most `limit` chat completions at once; the rest are turned away with a Retry-After.
+
+    The one model of the process answers one question at a time (LlamaCppGenerator's lock), so the
+    admitted requests queue there in order of arrival. The Retry-After is the recent gap between two
+    answers ending: about when the next place frees up.
+
+    >>> adm = Admission(1, clock=iter([4.0, 6.0]).__next__)
+    >>> slot = adm.try_enter()
+    >>> adm.try_enter() is None, adm.retry_after()
+    (True, 1.0)
+    >>> slot.leave(); slot.leave(); adm.try_enter().leave(); adm.active, adm.retry_after()
+    (0, 2.0)
+    """
+
+    RECENT = 16  # answers whose end times give the gap
+
+    def __init__(self, limit: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.active = 0
+        self._ends: deque[float] = deque(maxlen=self.RECENT)
+        self._lock = threading.Lock()
+
+    def try_enter(self) -> Slot | None:
+        """A place in the queue, or None when it is full."""
+        with self._lock:
+            if self.active >= self.limit:
+                return None
+            self.active += 1
+            return Slot(self)
+
+    def retry_after(self) -> float:
+        """Seconds after which a place is likely free: the recent gap between answers, at least 1."""
+        with self._lock:
+            if len(self._ends) < 2:
+                return 1.0
+            return max(1.0, (self._ends[-1] - self._ends[0]) / (len(self._ends) - 1))
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+            self._ends.append(self.clock())
+
+
+class Slot:
+    """One admitted request's place; `leave` frees it, once however often it is called (a stream
+    frees it when its last event is ready, and again, harmlessly, when the response closes)."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission: Admission | None = admission
+
+    def leave(self) -> None:
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission._leave()
 
 
 # --- the guard in front of every route --------------------------------------------------------------
@@ -269,9 +346,11 @@ class SearchRequest(BaseModel):
 class Refusal(Exception):
     """A request this server turns down, with its HTTP status and OpenAI error code."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.headers = headers or {}
 
 
 # --- the app ----------------------------------------------------------------------------------------
@@ -293,10 +372,11 @@ def create_app(pipe: Pipeline, settings: ServeSettings | None = None) -> FastAPI
     created = int(time.time())
     app = FastAPI(title="rag.serve", version="1", docs_url=None, redoc_url=None)
     upload_limit = settings.max_upload_bytes or int(pipe.cfg.max_file_mb * 1024 * 1024) + MULTIPART_SLACK
+    admission = Admission(settings.max_queue)
 
     @app.exception_handler(Refusal)
     async def _refusal(_request: Request, err: Refusal) -> JSONResponse:
-        return JSONResponse(error_body(err.message, err.kind, err.code), status_code=err.status)
+        return JSONResponse(error_body(err.message, err.kind, err.code), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
@@ -339,12 +419,25 @@ def create_app(pipe: Pipeline, settings: ServeSettings | None = None) -> FastAPI
                           code="invalid_request")
         question, history = turns[-1]["content"].strip(), turns[:-1]
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        slot = admission.try_enter()
+        if slot is None:
+            wait = admission.retry_after()
+            raise Refusal(503, f"the server is busy: {admission.limit} answers are already running or queued for "
+                               f"the model; retry in {wait:.0f} s (fix: retry after the Retry-After seconds, or "
+                               "start the server with a larger --max-queue)", "server_error", "server_busy",
+                          {"retry-after": str(math.ceil(wait))})
         if req.stream:
-            events = pipe.stream(question, history=history)
-            return StreamingResponse(_sse(events, cid=cid, model=name),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        answer = pipe.ask(question, history=history)
+            try:
+                events = pipe.stream(question, history=history)
+                return EventStream(_sse(events, cid=cid, model=name, on_end=slot.leave),
+                                   keepalive_s=settings.keepalive_s, on_close=slot.leave)
+            except BaseException:
+                slot.leave()
+                raise
+        try:
+            answer = pipe.ask(question, history=history)
+        finally:
+            slot.leave()
         return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": "stop", "logprobs": None}],
@@ -401,8 +494,77 @@ def _status_for(err: RagError) -> tuple[int, str]:
     return 500, "rag_error"
 
 
-def _sse(events: Iterator[str | Retraction | Answer], *, cid: str, model: str) -> Iterator[str]:
-    """The pipeline's events as OpenAI chat.completion.chunk server-sent events (module docstring)."""
+KEEPALIVE = ": waiting for the model\n\n"  # an SSE comment: every client skips it
+_END = object()
+
+
+def _next_or_end(events: Iterator[str]) -> object:
+    return next(events, _END)
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events pulled from the blocking iterator `events`, one step at a time in a worker thread.
+
+    Two things StreamingResponse does not do: while a step takes longer than `keepalive_s` (a request
+    queued behind others for the model, a long prompt being read) a KEEPALIVE comment goes out; and
+    when the response ends for any reason (the answer done, the client gone, the server stopping),
+    `events` is closed at once, after the worker's step in progress returns, so the generator's lock
+    is released then (StreamingResponse leaves an abandoned iterator to the garbage collector, and
+    with it the lock, so every later answer waited). `on_close` runs last (the admission slot).
+    """
+
+    def __init__(self, events: Iterator[str], *, keepalive_s: float, on_close: Callable[[], None]) -> None:
+        self._events = events
+        self._keepalive_s = keepalive_s
+        self._on_close = on_close
+        self._step: asyncio.Future[object] | None = None
+        super().__init__(self._pump(), media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def _pump(self) -> AsyncIterator[str]:
+        while True:
+            if self._step is None:
+                self._step = asyncio.ensure_future(anyio.to_thread.run_sync(_next_or_end, self._events))
+            done, _ = await asyncio.wait({self._step}, timeout=self._keepalive_s)
+            if not done:
+                yield KEEPALIVE
+                continue
+            step, self._step = self._step, None
+            item = step.result()
+            if item is _END:
+                return
+            yield str(item)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+
+    async def _finish(self) -> None:
+        try:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]  # _pump is an async generator
+            if self._step is not None:  # a generator cannot be closed while a thread is running it
+                await asyncio.wait({self._step})
+                if not self._step.cancelled():
+                    self._step.exception()  # retrieved: it went nowhere, the client has left
+            await anyio.to_thread.run_sync(self._close)
+        finally:
+            self._on_close()
+
+    def _close(self) -> None:
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+
+def _sse(events: Iterator[str | Retraction | Answer], *, cid: str, model: str,
+         on_end: Callable[[], None] = lambda: None) -> Iterator[str]:
+    """The pipeline's events as OpenAI chat.completion.chunk server-sent events (module docstring).
+
+    `on_end` runs once the pipeline is done, before the last event goes out: a client that asks again
+    as soon as it has read `[DONE]` finds the place this answer held free."""
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], *, finish: str | None = None, rag: dict[str, Any] | None = None) -> str:
@@ -433,10 +595,13 @@ def _sse(events: Iterator[str | Retraction | Answer], *, cid: str, model: str) -
             else:
                 yield chunk({"content": RETRACT_SEPARATOR}, rag={"retract": True, "reason": "final"})
                 yield chunk({"content": answer.text})
-        yield chunk({}, finish="stop", rag=rag_view(answer))
+        final = chunk({}, finish="stop", rag=rag_view(answer))
+        on_end()
+        yield final
         yield "data: [DONE]\n\n"
     except RagError as err:  # the stream is open: the error goes in an event, which OpenAI clients raise
         status, code = _status_for(err)
+        on_end()
         yield f"data: {json.dumps(error_body(str(err), 'server_error', code), ensure_ascii=False)}\n\n"
     finally:
         close = getattr(events, "close", None)
