@@ -457,12 +457,17 @@ class Pipeline:
         texts = [h.chunk.text for h in sources]
         realigned = 0
         aligned = raw
+        verifier = self.verifier
+        generator = self.generator if mode == "generative" and self.cfg.translate_queries else None
+        if generator is not None:  # a sentence citing a passage in another language is read in both
+            from rag.answer.translate import CrossLingualVerifier
+
+            verifier = CrossLingualVerifier(verifier, generator)
         if mode == "generative":  # answer first, citations aligned after (extractive answers quote exactly)
-            aligned, realigned = align_citations(raw, texts, self.verifier, threshold=self.cfg.support_threshold)
+            aligned, realigned = align_citations(raw, texts, verifier, threshold=self.cfg.support_threshold)
         invalid = resolve(raw, sources)[2]  # markers the model wrote that point to no source
         text, citations, _ = resolve(aligned, sources)
-        checks = check_sentences(sentence_citations(text), texts, self.verifier,
-                                 threshold=self.cfg.support_threshold)
+        checks = check_sentences(sentence_citations(text), texts, verifier, threshold=self.cfg.support_threshold)
         timings["verify"] = round(time.perf_counter() - t0, 4)
         notices = tuple(self.notices)
         if fallback == "unsupported":

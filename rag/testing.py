@@ -67,8 +67,8 @@ class DyingEmbedder(FakeEmbedder):
 class FakeGenerator:
     """Emits a scripted reply word by word and records the prompts it was given.
 
-    Requests to translate a search question (rag.answer.translate) are answered apart, from
-    `translations` ({question: translation}; a question not in it comes back unchanged, which the
+    Requests to translate a search question or an answer sentence (rag.answer.translate) are answered
+    apart, from `translations` ({text: translation}; a text not in it comes back unchanged, which the
     pipeline ignores), and recorded in `translated`, so the scripted replies and `prompts` stay
     those of the answers.
     """
@@ -88,10 +88,10 @@ class FakeGenerator:
 
     def stream(self, messages: Iterable[dict[str, str]], *, max_tokens: int, temperature: float | None = None,
                stop: Sequence[str] = ()) -> Iterator[str]:
-        from rag.answer.translate import SYSTEM
+        from rag.answer.translate import PROMPTS
 
         messages = list(messages)
-        if messages and messages[0]["content"] in SYSTEM.values():
+        if messages and messages[0]["content"] in PROMPTS:
             question = messages[-1]["content"]
             self.translated.append(question)
             yield self.translations.get(question, question)

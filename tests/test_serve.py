@@ -242,11 +242,11 @@ class DyingGenerator(FakeGenerator):
         self.deaths = deaths
 
     def stream(self, messages, **kw):
-        from rag.answer.translate import SYSTEM
+        from rag.answer.translate import PROMPTS
 
         messages = list(messages)
         pieces = super().stream(messages, **kw)
-        if self.deaths <= 0 or messages[0]["content"] in SYSTEM.values():  # a query translation: not an answer
+        if self.deaths <= 0 or messages[0]["content"] in PROMPTS:  # a translation: not an answer
             yield from pieces
             return
         self.deaths -= 1

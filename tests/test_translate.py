@@ -56,6 +56,36 @@ def test_the_answer_cites_the_chinese_page_and_the_timings_say_what_translation_
     assert ans.timings["translate"] >= 0
 
 
+SENTENCE = "Each token needs 524,288 bytes of KV cache."
+SENTENCE_ZH = "每个 token 需要 524,288 字节的 KV 缓存。"
+
+
+def test_an_english_sentence_citing_the_chinese_passage_is_checked_in_chinese(collection):
+    cfg, emb = collection
+    gen = FakeGenerator(ANSWER, translations={QUESTION: TRANSLATION, SENTENCE: SENTENCE_ZH})
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask(QUESTION)
+    assert gen.translated == [QUESTION, SENTENCE]
+    assert ans.mode == "generative" and ans.text == ANSWER
+    (check,) = ans.sentences
+    assert check.supported and check.cited == (2,) and ans.citations[0].source == "kv-zh.md"
+
+
+def test_a_wrong_figure_stays_flagged_whatever_the_translation(collection):
+    cfg, emb = collection
+    wrong, wrong_zh = "Each token needs 4,096 bytes of KV cache.", "每个 token 需要 4,096 字节的 KV 缓存。"
+    gen = FakeGenerator(wrong[:-1] + " [2].", translations={QUESTION: TRANSLATION, wrong: wrong_zh})
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask(QUESTION)
+    assert not any(s.supported and "4,096" in s.text for s in ans.sentences)  # the number check, in any language
+
+
+def test_without_a_translation_the_sentence_is_not_supported_across_languages(collection):
+    cfg, emb = collection
+    gen = FakeGenerator(ANSWER, translations={QUESTION: TRANSLATION})  # the sentence comes back unchanged
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask(QUESTION)
+    assert SENTENCE in gen.translated
+    assert not any(s.supported and s.text == SENTENCE for s in ans.sentences)
+
+
 def test_evidence_is_judged_against_the_query_in_each_passages_language(collection):
     """Refusal reads the evidence of the Chinese hits against the Chinese query: a cross-lingual question
     that only the translation can match is not refused for having no word in common with its answer."""
