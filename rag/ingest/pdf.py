@@ -4,7 +4,8 @@
   drops a minority of unreadable pages and fails the file when they are half or more; a page
   that draws a ruled table has it written one row a paragraph (`rag.ingest.pdf_tables`);
 - `clean_pdf_text` undoes what extraction leaves: hyphenated line breaks, ligatures, Kangxi
-  radicals, trailing spaces, and the layout's line wraps inside Chinese text;
+  radicals, trailing spaces, and the layout's line wraps and gaps inside Chinese text
+  (`rag.ingest.cjk_layout`);
 - `looks_like_garbage` / `garbage_measures` tell mojibake from a broken font encoding from language.
 
 With an OCR reader (`rag.ingest.ocr`, `parse_pdf(..., ocr=...)`) pages without text, pages whose
@@ -27,6 +28,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
+from rag.ingest.cjk_layout import drop_layout_spaces, join_cjk_wraps
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
 from rag.ingest.ocr import needs_ocr
 from rag.ingest.pdf_tables import TableReader
@@ -78,33 +80,8 @@ def clean_pdf_text(text: str) -> str:
     text = normalize_text(text).translate(_pdf_char_table())
     text = _TRAILING_SPACE.sub("\n", text + "\n")
     text = _LATIN_HYPHEN_BREAK.sub("", text)
-    text = _join_cjk_wraps(text)
+    text = drop_layout_spaces(join_cjk_wraps(text))
     return _BLANK_RUN.sub("\n\n", text).strip()
-
-
-_CJK_WRAP = re.compile(r"(?<=[\u3400-\u9fff\uff0c\u3001])\n(?=[\u3400-\u9fff])")
-
-
-def _join_cjk_wraps(text: str) -> str:
-    r"""Undo the layout's line wraps inside Chinese text ("快\n速" → "快速"): a wrapped line runs to
-    (nearly) the full width of the page, a heading or the end of a paragraph does not.
-
-    >>> _join_cjk_wraps("标题\n" + "长" * 30 + "\n续行。\n" + "短行") == "标题\n" + "长" * 30 + "续行。\n短行"
-    True
-    """
-    if "\n" not in text or not _CJK_WRAP.search(text):
-        return text
-    lines = text.split("\n")
-    full = max(len(line) for line in lines)
-    out = [lines[0]]
-    for line in lines[1:]:
-        prev = out[-1]
-        if (prev and line and len(prev) >= 0.8 * full and "\u3400" <= line[0] <= "\u9fff"
-                and ("\u3400" <= prev[-1] <= "\u9fff" or prev[-1] in "，、")):
-            out[-1] = prev + line
-        else:
-            out.append(line)
-    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------- garbage detection
