@@ -159,3 +159,118 @@ def test_shared_chinese_pdfs_join_their_wraps_and_keep_their_lines(name: str) ->
     for prev, line in zip(lines, lines[1:]):
         if re.search(r"[\u4e00-\u9fff，]$", prev) and re.match(r"[\u4e00-\u9fff]", line):
             assert len(prev) < 30, (prev, line)
+
+
+# --- running headers and footers; the title --------------------------------------------------------
+
+HEADER = "Acme Corp Annual Report 2024"
+TITLE = "Quarterly Results of Acme"
+REPEATED = "All figures are in thousands of euros."
+
+
+REGIONS = ["Alsace", "Brittany", "Corsica", "Dauphine", "Gascony", "Lorraine", "Normandy", "Picardy",
+           "Provence", "Savoy", "Touraine", "Vendee", "Anjou", "Berry", "Champagne"]
+
+
+def _body(n: int) -> str:
+    """A paragraph of its own on every page (body text differs in more than its numbers)."""
+    region, rival = REGIONS[n % len(REGIONS)], REGIONS[(n * 7 + 3) % len(REGIONS)]
+    return (f"Sales in {region} grew by {n + 3} percent over the year, ahead of {rival}, while costs "
+            f"in {region} stayed flat, so the margin there widened for the {n}th quarter in a row.")
+
+
+def _report_pdf(pages: int, *, meta_title: str | None = None, header: bool = True) -> bytes:
+    """A report: a running header, a footer 'Page n of N' over a VerDate-style production line,
+    a 20-point title on page 1, and body text with one sentence repeated mid-page on every page."""
+
+    class Report(fpdf.FPDF):
+        def header(self) -> None:
+            if header:
+                self.set_font("Helvetica", size=9)
+                self.cell(0, 6, HEADER, new_x="LMARGIN", new_y="NEXT")
+                self.ln(4)
+
+        def footer(self) -> None:
+            self.set_y(-20)
+            self.set_font("Helvetica", size=9)
+            self.cell(0, 5, f"Page {self.page_no()} of {{nb}}", new_x="LMARGIN", new_y="NEXT")
+            self.cell(0, 5, f"VerDate Sep 11 2014 15:49 Jan 02, 2015 Jkt 235001 PO 00000 Frm {self.page_no():05d}",
+                      new_x="LMARGIN", new_y="NEXT")
+
+    pdf = Report()
+    if meta_title:
+        pdf.set_title(meta_title)
+    for n in range(1, pages + 1):
+        pdf.add_page()
+        if n == 1:
+            pdf.set_font("Helvetica", size=20)
+            pdf.multi_cell(0, 10, TITLE, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, _body(n), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, REPEATED, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, _body(n + 10), new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_running_headers_and_footers_leave_the_pages_and_the_body_stays() -> None:
+    data = _report_pdf(4, meta_title=HEADER)
+    from pypdf import PdfReader
+
+    assert HEADER in PdfReader(io.BytesIO(data)).pages[2].extract_text()  # the layer really has them
+    doc = parse_pdf("report.pdf", data)
+    assert [p.number for p in doc.pages] == [1, 2, 3, 4]
+    for page in doc.pages:
+        flat = _flat(page.text)
+        n = page.number
+        assert _body(n) in flat and _body(n + 10) in flat and REPEATED in flat  # body intact, repeat kept
+        assert HEADER not in page.text and "Page " not in page.text and "VerDate" not in page.text
+    chunks = chunk_document(doc, max_tokens=60)
+    assert len(chunks) > 4 and not any(HEADER in c.text or "VerDate" in c.text for c in chunks)
+    assert doc.title == TITLE  # the metadata names the header, which page 1 shows only as furniture
+
+
+def test_a_two_page_document_keeps_its_repeated_lines() -> None:
+    doc = parse_pdf("short.pdf", _report_pdf(2))
+    assert all(HEADER in p.text and "Page " in p.text for p in doc.pages)
+
+
+def test_the_title_is_the_largest_text_on_page_one() -> None:
+    doc = parse_pdf("report.pdf", _report_pdf(3, header=False))
+    assert doc.pages[0].text.startswith(TITLE)
+    assert doc.title == TITLE
+    plain = parse_pdf("plain.pdf", _report_pdf(1, meta_title="Slide 1"))  # junk metadata, one size…
+    assert plain.title == TITLE  # …but page 1 prints the title larger than the header and body
+
+
+def test_the_title_is_never_a_running_header_printed_large() -> None:
+    class Big(fpdf.FPDF):
+        def header(self) -> None:
+            self.set_font("Helvetica", size=24)
+            self.cell(0, 12, HEADER, new_x="LMARGIN", new_y="NEXT")
+
+    pdf = Big()
+    for n in range(1, 4):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, _body(n), new_x="LMARGIN", new_y="NEXT")
+    doc = parse_pdf("big.pdf", bytes(pdf.output()))
+    assert doc.title == _flat(_body(1))[:len(doc.title)] and HEADER not in doc.text
+
+
+def test_furniture_is_found_at_the_edges_only() -> None:
+    from rag.ingest.furniture import strip_furniture
+
+    def page(n: int) -> str:
+        body = [f"{REGIONS[(n + i) % len(REGIONS)]} line {i} of the body on this page." for i in range(10)]
+        body[5] = "Figures in thousands of euros."  # repeats on every page, mid-page: content
+        return "\n".join(["Federal Register / Vol. 80, No. 1", *body, f"- {n} -"])
+
+    pages = [page(n) for n in range(1, 6)]
+    out = strip_furniture(pages)
+    for before, after in zip(pages, out):
+        assert after.split("\n") == before.split("\n")[1:-1]
+    assert strip_furniture(pages[:2]) == pages[:2]  # two pages: left alone
