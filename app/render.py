@@ -165,8 +165,43 @@ def searched_text(answer: Answer, *, collection: str = "", passages: int = 0) ->
 
 
 def chunk_html(text: str, start: int = 0, end: int = 0) -> str:
-    """A source chunk in a scrollable box, the quoted span highlighted."""
-    return f'<div class="rag-chunk" style="{CHUNK_STYLE}">{highlight_html(text, start, end)}</div>'
+    """A source chunk in a scrollable box, the quoted span highlighted, table rows as tables."""
+    return f'<div class="rag-chunk" style="{CHUNK_STYLE}">{rows_as_tables_html(text, start, end)}</div>'
+
+
+ROW_TABLE_STYLE = "border-collapse: collapse; font-size: 0.9em; margin: 0.2rem 0"
+ROW_MARK_STYLE = "; background: #ffe58f"  # the quoted row: <mark>'s colour (a table cannot sit in a <mark>)
+ROW_CELL_STYLE = "border: 1px solid rgba(128, 128, 128, 0.4); padding: 1px 6px; text-align: left"
+
+
+def rows_as_tables_html(text: str, start: int = 0, end: int = 0) -> str:
+    """`highlight_html(text, start, end)`, except that each line written as a table row
+    ('Header: value | Header: value', `rag.ingest.rows`) is drawn as a small table, a header row
+    over a value row, highlighted whole when the quoted span touches it. Every cell is escaped.
+
+    >>> html = rows_as_tables_html("Sales\\nCity: Oslo | Staff: <b>9</b>")
+    >>> html.replace(f' style="{ROW_CELL_STYLE}"', "").replace(f' style="{ROW_TABLE_STYLE}"', "")
+    'Sales<table><tr><th>City</th><th>Staff</th></tr><tr><td>Oslo</td><td>&#60;b&#62;9&#60;&#47;b&#62;</td></tr></table>'
+    """
+    from rag.ingest.rows import CELL_SEPARATOR, is_row
+
+    if CELL_SEPARATOR not in text:
+        return highlight_html(text, start, end)
+    out, pos, after_table = [], 0, True
+    for line in text.split("\n"):
+        line_end = pos + len(line)
+        cells = [cell.partition(": ") for cell in line.split(CELL_SEPARATOR)] if is_row(line) else []
+        if cells and all(sep and name for name, sep, _ in cells):  # 'a | b' without headers stays text
+            head = "".join(f'<th style="{ROW_CELL_STYLE}">{html_text(name)}</th>' for name, _, _ in cells)
+            body = "".join(f'<td style="{ROW_CELL_STYLE}">{html_text(value)}</td>' for _, _, value in cells)
+            style = ROW_TABLE_STYLE + (ROW_MARK_STYLE if start < line_end and end > pos else "")
+            out.append(f'<table style="{style}"><tr>{head}</tr><tr>{body}</tr></table>')
+            after_table = True
+        else:
+            out.append(("" if after_table else "<br>") + highlight_html(line, start - pos, end - pos))
+            after_table = False
+        pos = line_end + 1
+    return "".join(out)
 
 
 def user_html(text: str) -> str:

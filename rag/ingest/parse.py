@@ -40,7 +40,9 @@ Kind = Literal["pdf", "html", "md", "txt", "docx", "xlsx", "csv", "pptx"]  # Doc
 # ingest parses every file again instead of keeping what an older parser made of it.
 # 2: printed page labels; the CJK Radicals Supplement folded in PDF text (rag.text.RADICAL_TABLE).
 # 3: ruled PDF tables one row a paragraph (rag.ingest.pdf_tables).
-EXTRACT_VERSION = "3"
+# 4: Chinese PDF wraps and layout gaps joined (rag.ingest.cjk_layout), running headers and footers
+#    removed (rag.ingest.furniture), PDF titles from the largest text of page 1.
+EXTRACT_VERSION = "4"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 - `parse_pdf(source, data)` keeps one `Page` per page with text (numbers stay the real ones),
   drops a minority of unreadable pages and fails the file when they are half or more; a page
   that draws a ruled table has it written one row a paragraph (`rag.ingest.pdf_tables`);
+  running headers and footers leave the pages (`rag.ingest.furniture`), and the title is the
+  metadata's when page 1 shows it, else page 1's largest text (`largest_text`), else its first line;
 - `clean_pdf_text` undoes what extraction leaves: hyphenated line breaks, ligatures, Kangxi
-  radicals, trailing spaces, and the layout's line wraps inside Chinese text;
+  radicals, trailing spaces, and the layout's line wraps and gaps inside Chinese text
+  (`rag.ingest.cjk_layout`);
 - `looks_like_garbage` / `garbage_measures` tell mojibake from a broken font encoding from language.
 
 With an OCR reader (`rag.ingest.ocr`, `parse_pdf(..., ocr=...)`) pages without text, pages whose
@@ -22,16 +25,20 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
+from collections import Counter
+from dataclasses import replace
 from functools import lru_cache
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from rag.errors import LoadError
+from rag.ingest.cjk_layout import drop_layout_spaces, join_cjk_wraps
 from rag.ingest.decode import FIX_WRONG_TYPE, TITLE_MAX_CHARS, first_line, normalize_text, sniff_type
+from rag.ingest.furniture import furniture_keys, line_key, strip_furniture
 from rag.ingest.ocr import needs_ocr
 from rag.ingest.pdf_tables import TableReader
 from rag.records import Document, Page
-from rag.text import RADICAL_TABLE
+from rag.text import RADICAL_TABLE, has_cjk
 
 if TYPE_CHECKING:  # for annotations only: pypdf is imported when a PDF is read
     from pypdf import PdfReader
@@ -78,33 +85,8 @@ def clean_pdf_text(text: str) -> str:
     text = normalize_text(text).translate(_pdf_char_table())
     text = _TRAILING_SPACE.sub("\n", text + "\n")
     text = _LATIN_HYPHEN_BREAK.sub("", text)
-    text = _join_cjk_wraps(text)
+    text = drop_layout_spaces(join_cjk_wraps(text))
     return _BLANK_RUN.sub("\n\n", text).strip()
-
-
-_CJK_WRAP = re.compile(r"(?<=[\u3400-\u9fff\uff0c\u3001])\n(?=[\u3400-\u9fff])")
-
-
-def _join_cjk_wraps(text: str) -> str:
-    r"""Undo the layout's line wraps inside Chinese text ("快\n速" → "快速"): a wrapped line runs to
-    (nearly) the full width of the page, a heading or the end of a paragraph does not.
-
-    >>> _join_cjk_wraps("标题\n" + "长" * 30 + "\n续行。\n" + "短行") == "标题\n" + "长" * 30 + "续行。\n短行"
-    True
-    """
-    if "\n" not in text or not _CJK_WRAP.search(text):
-        return text
-    lines = text.split("\n")
-    full = max(len(line) for line in lines)
-    out = [lines[0]]
-    for line in lines[1:]:
-        prev = out[-1]
-        if (prev and line and len(prev) >= 0.8 * full and "\u3400" <= line[0] <= "\u9fff"
-                and ("\u3400" <= prev[-1] <= "\u9fff" or prev[-1] in "，、")):
-            out[-1] = prev + line
-        else:
-            out.append(line)
-    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------- garbage detection
@@ -227,13 +209,17 @@ def looks_like_garbage(text: str) -> bool:
 # ------------------------------------------------------------------------------------------- PDF
 
 
-def _page_text(reader: PdfReader, index: int) -> tuple[str, Exception | None]:
-    """Raw text of one page; ('', error) when pypdf fails on it, so one bad page sinks nothing."""
+def _page_text(reader: PdfReader, index: int, visitor: _SizedText | None = None) -> tuple[str, Exception | None]:
+    """Raw text of one page; ('', error) when pypdf fails on it, so one bad page sinks nothing.
+    A `visitor` sees every piece of text with its size (the title is looked for on page 1)."""
     try:
         page = reader.pages[index]
         if page.get("/Contents") is None:  # blank page: skip the extractor (thousands stay fast)
             return "", None
-        return page.extract_text() or "", None
+        if visitor is None:
+            return page.extract_text() or "", None
+        return page.extract_text(visitor_text=visitor, visitor_operand_before=visitor.before,
+                                 visitor_operand_after=visitor.after) or "", None
     except Exception as err:  # pypdf raises many types on damaged content streams
         return "", err
 
@@ -247,9 +233,93 @@ def _squash(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def _pdf_title(reader: PdfReader, first_page: str) -> str:
+class _SizedText:
+    """pypdf's text visitors: each upright piece of a page's text with its printed size in points
+    (the font size scaled by the text and transformation matrices) and its height on the page,
+    in content order. Left out: rotated text (an arXiv stamp up the margin), and the text of form
+    XObjects (figures, logos), which pypdf reports in the form's own coordinates, unless the
+    page has no other (a page drawn as one form)."""
+
+    def __init__(self) -> None:
+        self.page: list[tuple[float, str, float]] = []
+        self.forms: list[tuple[float, str, float]] = []
+        self._forms = 0  # how deep inside form XObjects the content stream is
+        self._flushing = False  # between a Do and the form's first operator, pypdf flushes page text
+
+    def before(self, operator: bytes, operands: object, cm: object, tm: object) -> None:
+        self._flushing = operator == b"Do"
+        self._forms += operator == b"Do"
+
+    def after(self, operator: bytes, operands: object, cm: object, tm: object) -> None:
+        if operator == b"Do":
+            self._forms -= 1
+        self._flushing = False
+
+    def __call__(self, text: str, cm: list[float], tm: list[float], font: object, size: float) -> None:
+        if not text:
+            return
+        a, b = tm[0] * cm[0] + tm[1] * cm[2], tm[0] * cm[1] + tm[1] * cm[3]
+        c, d = tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]
+        if a <= 0 or d <= 0 or abs(b) > 0.01 * a or abs(c) > 0.01 * d:
+            return
+        y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+        (self.forms if self._forms - self._flushing > 0 else self.page).append((round(abs(size) * d, 1), text, y))
+
+    @property
+    def pieces(self) -> list[tuple[float, str, float]]:
+        return self.page if any(text.strip() for _, text, _ in self.page) else self.forms
+
+
+_TITLE_SIZE_RATIO = 1.15  # a title is printed larger than the body; a bold body-sized line is no title
+_RUN_SIZE_RATIO = 1.1  # on its line, a title goes on through smaller capitals ('T' 14pt, 'ABLE' 11.5pt)
+
+
+def _join_lines(text: str) -> str:
+    """A title's lines as one: Latin ones joined by a space, Chinese ones without."""
+    out = ""
+    for line in (" ".join(line.split()) for line in text.split("\n")):
+        if line:
+            out += ("" if not out or (has_cjk(out[-1]) and has_cjk(line[0])) else " ") + line
+    return out
+
+
+def largest_text(pieces: list[tuple[float, str, float]], furniture: set[str], *, above: float) -> str:
+    """The first run of the largest text in the top part of a page (pieces as (size, text,
+    height on the page), those at or `above` counting), when it is printed larger than the
+    page's body (the size most characters have) and is not a running header or footer; ''
+    otherwise.
+
+    >>> pieces = [(9.0, "Journal 4\\n", 800), (18.0, "Deep ", 760), (18.0, "Nets\\n", 760), (10.0, "Body " * 9, 700)]
+    >>> largest_text(pieces, set(), above=400), largest_text(pieces, set(), above=780)
+    ('Deep Nets', '')
+    """
+    chars: Counter[float] = Counter()
+    for size, text, _ in pieces:
+        chars[size] += len(text.strip())
+    if not chars:
+        return ""
+    body = chars.most_common(1)[0][0]
+    top = [piece for piece in pieces if piece[2] >= above]
+    for size in sorted({s for s, _, _ in top if s > _TITLE_SIZE_RATIO * body}, reverse=True)[:3]:
+        run: list[str] = []
+        line_y = float("nan")
+        for piece_size, text, y in top:
+            small_caps = abs(y - line_y) < 1 and piece_size >= _RUN_SIZE_RATIO * body
+            if abs(piece_size - size) < 0.5 or run and (small_caps or not text.strip()):
+                run.append(text)
+                line_y = y
+            elif run and text.strip():
+                break  # the first run only: a later heading of the same size is not the title
+        lines = [line for line in "".join(run).split("\n") if line_key(line) not in furniture]
+        title = _join_lines("\n".join(lines))
+        if sum(c.isalpha() for c in title) >= 2:  # not a big page number or a drop cap
+            return title[:TITLE_MAX_CHARS].rstrip()
+    return ""
+
+
+def _pdf_title(reader: PdfReader, first_page: str, *, largest: str = "") -> str:
     """The metadata title when the first page shows it (templates leave junk like 'Slide 1'),
-    else the first line of text."""
+    else the largest text of page 1 (`largest_text`), else the first line of text."""
     try:
         meta = reader.metadata
         title = " ".join(str(meta.title).split()) if meta and meta.title else ""
@@ -257,7 +327,18 @@ def _pdf_title(reader: PdfReader, first_page: str) -> str:
         title = ""
     if title and len(title) >= 3 and _squash(title) in _squash(first_page[:5000]):
         return title[:TITLE_MAX_CHARS]
-    return first_line(first_page)
+    return largest or first_line(first_page)
+
+
+def _without_furniture(pages: list[Page]) -> tuple[list[Page], set[str]]:
+    """The pages without their running headers and footers (`rag.ingest.furniture`), a page
+    left with nothing dropped; the furniture's line keys."""
+    keys = furniture_keys([p.text for p in pages])
+    if not keys:
+        return pages, keys
+    texts = strip_furniture([p.text for p in pages])
+    kept = [replace(p, text=_BLANK_RUN.sub("\n\n", t)) for p, t in zip(pages, texts) if t]
+    return (kept or pages), keys
 
 
 def page_labels(reader: PdfReader) -> list[str]:
@@ -350,9 +431,13 @@ def parse_pdf(source: str, data: bytes, *, ocr: PdfOcr | None = None) -> Documen
     with_text = garbage = 0
     errors: list[Exception] = []
     tables = TableReader(data)
+    sized = _SizedText()  # the sizes of the first page with text, for the title
+    sized_index = -1
     try:
         for index in range(count):
-            raw, error = _page_text(reader, index)
+            raw, error = _page_text(reader, index, sized if sized_index < 0 else None)
+            if raw and sized_index < 0:
+                sized_index = index
             if error is not None:
                 errors.append(error)
             elif raw:
@@ -391,5 +476,10 @@ def parse_pdf(source: str, data: bytes, *, ocr: PdfOcr | None = None) -> Documen
         raise LoadError(source, "no text layer (scanned images?)", FIX_OCR)
     if garbage * 2 >= with_text:
         raise LoadError(source, "text layer is unreadable (broken font encoding)", FIX_GARBAGE)
-    title = _pdf_title(reader, pages[0].text)
+    pages, furniture = _without_furniture(pages)
+    largest = ""
+    if pages[0].number == sized_index + 1 and not pages[0].ocr:
+        box = reader.pages[sized_index].mediabox  # the title stands in the top 40% of the page
+        largest = largest_text(sized.pieces, furniture, above=float(box.bottom) + 0.6 * float(box.height))
+    title = _pdf_title(reader, pages[0].text, largest=largest)
     return Document(source=source, kind="pdf", pages=tuple(pages), title=title, paginated=True)
