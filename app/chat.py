@@ -230,7 +230,9 @@ def answer_slot():
 # --- documents ---------------------------------------------------------------------------------------
 
 
-def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
+def documents_panel(pipe, ctx: dict, *, index_ok: bool, active: bool = True) -> None:
+    """Upload, list and delete documents; `active`: the panel is on screen, so it shows the
+    messages of the last upload or deletion (else they wait for the tab that is)."""
     docs_dir: Path = ctx["docs_dir"]
     st.caption(render.md_escape(f"Documents folder: {docs_dir}"))
     if index_ok and not docs_dir.is_dir():
@@ -239,7 +241,8 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
             "uploads and deletions are off: ingesting another folder would drop every indexed document. "
             "Set RAG_DOCS_DIR to the folder that holds the documents."))
         return
-    show_flash()
+    if active:
+        show_flash()
     n = st.session_state.setdefault("uploader", 0)
     files = st.file_uploader("Add documents (PDF, Word, Excel, CSV, PowerPoint, Markdown, text, HTML)",
                              type=UPLOAD_TYPES,
@@ -344,6 +347,25 @@ def _manifest_of(cfg: Config) -> dict:
 # --- the page ----------------------------------------------------------------------------------------
 
 
+def page_tabs(n_files: int) -> tuple[str, dict]:
+    """The Chat, Documents and Models tabs; returns the open one ('chat', 'docs', 'models') and
+    the tab containers by those names.
+
+    The open tab is the session's `page`, passed as the tabs' default: a rerun (an upload, a
+    deletion) would otherwise reopen the first tab, and the Documents label changes with its count,
+    which makes Streamlit draw new tabs. Every tab's content is still drawn (the chat's file filter
+    keeps its state); only the chat input follows the open tab.
+    """
+    labels = {"chat": ":material/chat: Chat", "docs": f":material/description: Documents ({n_files})",
+              "models": ":material/memory: Models"}
+    wanted = st.session_state.get("page", "chat")
+    tabs = dict(zip(labels, st.tabs(list(labels.values()), default=labels.get(wanted, labels["chat"]),
+                                    on_change="rerun")))
+    page = next((name for name, tab in tabs.items() if tab.open), "chat")
+    st.session_state.page = page
+    return page, tabs
+
+
 def main() -> None:
     st.set_page_config(page_title="Ask your documents", page_icon=":material/library_books:", layout="wide")
     try:
@@ -387,15 +409,16 @@ def main() -> None:
             st.error(render.md_escape(str(error)))
         return
 
-    chat_tab, docs_tab, models_tab = st.tabs([":material/chat: Chat",
-                                              f":material/description: Documents ({len(files)})",
-                                              ":material/memory: Models"])
-    question = st.chat_input("Ask a question about your documents")
-    with docs_tab:
-        documents_panel(base, ctx, index_ok=True)
-    with models_tab:
+    page, tabs = page_tabs(len(files))
+    # Only the Chat tab asks: pinned to the page's foot, the input would show on every tab.
+    question = st.chat_input("Ask a question about your documents") if page == "chat" else None
+    with tabs["docs"]:
+        documents_panel(base, ctx, index_ok=True, active=page == "docs")
+    with tabs["models"]:
         models_panel.models_tab(cfg0)
-    with chat_tab:
+    with tabs["chat"]:
+        if page == "chat":
+            show_flash()  # the first upload into an empty collection lands here
         chosen = st.multiselect("Only search these documents", sorted(files), key=f"files-{coll.id}",
                                 placeholder="All documents")
         if not st.session_state.turns and not question:

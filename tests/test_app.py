@@ -478,3 +478,41 @@ def test_deleting_a_filtered_document_leaves_a_working_filter(env):
     assert at.multiselect(key="files-default").value == ["gpu.md"]
     at = ask(at, QUESTION)
     assert {h.chunk.source for h in at.session_state.turns[0]["answer"].sources} == {"gpu.md"}
+
+
+# --- the tabs: the open one survives reruns, the chat input is the Chat tab's --------------------------
+
+
+def open_tab(at: AppTest, page: str) -> AppTest:
+    """Open a tab as a click does: the page keeps the open tab in the session's `page`."""
+    at.session_state["page"] = page
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.slow
+def test_an_upload_on_the_documents_tab_stays_there_and_says_added(env):
+    at = open_tab(start(), "docs")
+    assert not at.chat_input  # the input belongs to the Chat tab
+    at.file_uploader[0].set_value(("zebras.md", b"# Zebras\n\nThe plains zebra sleeps standing up.\n",
+                                   "text/markdown"))
+    at.run()  # the upload reruns the page, and the Documents label now counts 5
+    assert not at.exception, at.exception
+    assert at.session_state.page == "docs"
+    assert "Documents (5)" in at.tabs[1].label
+    assert "Added zebras.md" in texts(at.tabs[1].success)  # on the Documents tab, where the upload was
+    assert not texts(at.tabs[0].success)
+    assert not at.chat_input
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["docs", "models"])
+def test_the_chat_input_is_only_on_the_chat_tab(env, page):
+    at = start()
+    assert len(at.chat_input) == 1 and at.session_state.page == "chat"
+    at = open_tab(at, page)
+    assert not at.chat_input
+    assert at.session_state.page == page
+    at = open_tab(at, "chat")
+    assert len(at.chat_input) == 1
