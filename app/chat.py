@@ -28,6 +28,7 @@ import streamlit as st
 from app import library, models_panel, render, settings_panel
 from app.resources import pipeline_for
 from rag import collection
+from rag.answer.abstain import evidence_band, hit_evidence
 from rag.collections import collection_config
 from rag.config import Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
@@ -87,9 +88,24 @@ def sidebar(cfg0: Config, status: Status, *, problems: Sequence[str] = ()) -> Co
 # --- answers -----------------------------------------------------------------------------------------
 
 
-def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: str, ctx: dict) -> None:
+def evidence_of(score: float | None, ctx: dict) -> str:
+    """A score's band ('strong', 'weak', 'none'), cut at the answering pipeline's refusal threshold;
+    '' for an answer saved without one."""
+    return "" if score is None else evidence_band(score, ctx["abstain_threshold"])
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _hit_evidence(query: str, chunk_id: str, rerank: float | None, dense: float | None, _hit) -> float:
+    """hit_evidence, once per passage and query (a few ms each, for every card of every rerun)."""
+    return hit_evidence(query, _hit)
+
+
+def source_card(hit, label: str, *, query: str, quote: str = "", quote_start: int = 0, key: str,
+                ctx: dict) -> None:
     if hit.chunk.ocr_pages and hit.paginated:
         label += ", OCR"  # read from the page image: a misread is possible
+    score = _hit_evidence(query, hit.chunk.id, hit.rerank_score, hit.dense_score, hit)
+    label += f" · evidence: {evidence_of(score, ctx)}"  # in words; the score is under details
     with st.expander(render.md_escape(label)):
         heading = " › ".join(hit.chunk.heading_path)
         if heading:
@@ -143,12 +159,16 @@ def _page_png(path: str, sha256: str, page: int, quote: str) -> bytes:
 
 def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
     if answer.refused:
-        safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0)))
+        safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0),
+                                      evidence=evidence_of(answer.timings.get("evidence"), ctx)))
         if answer.sources:
             st.caption("Nearest sources (not enough to answer):")
             for i, hit in enumerate(answer.sources[:3]):
-                source_card(hit, hit.label, key=f"page-{turn}-near-{i}", ctx=ctx)
+                source_card(hit, hit.label, query=answer.query, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
+    band = evidence_of(answer.timings.get("evidence"), ctx)
+    if band:
+        st.caption(f":material/fact_check: {render.md_escape(render.evidence_text(band))}")
     if answer.fallback == "unsupported":
         st.caption(":material/format_quote: Extractive answer: nothing the model wrote was supported by the "
                    "documents, so these are sentences quoted from them.")
@@ -171,7 +191,7 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
         st.caption(f"{answer.invalid_markers} citation marker(s) pointing to no source were removed.")
     for c in answer.citations:
         hit = answer.sources[c.n - 1]
-        source_card(hit, render.citation_label(c), quote=c.quote, quote_start=c.quote_start,
+        source_card(hit, render.citation_label(c), query=answer.query, quote=c.quote, quote_start=c.quote_start,
                     key=f"page-{turn}-{c.n}", ctx=ctx)
 
 
@@ -393,7 +413,8 @@ def main() -> None:
     elif isinstance(error, ModelMismatchError):
         manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
     ctx = {"docs_dir": collection.documents_folder(cfg0.docs_dir, manifest), "files": files,
-           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks}
+           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks,
+           "abstain_threshold": cfg.abstain_threshold}
     ctx["collection"] = Path(ctx["docs_dir"]).name  # what a refusal says it searched
 
     if isinstance(error, IndexMissingError):

@@ -145,16 +145,35 @@ def streaming_html(raw: str) -> str:
     return f'<div class="rag-streaming" style="line-height: 1.6">{html_text(raw)} ▌</div>'
 
 
-def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0) -> str:
-    """Refusals look like a notice, not like an answer, and say what was searched.
+def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0, evidence: str = "") -> str:
+    """Refusals look like a notice, not like an answer, and say what was searched and, given its
+    band ('none', 'weak', 'strong'), how much evidence was found.
 
     >>> a = Answer("Who won?", "who won", "refused", "No answer.", "No answer.")
     >>> refusal_html(a, collection="docs", passages=120).split("<br>")[1]
     'Searched for “who won” in 120 passages of the collection “docs”&#46;</div>'
+    >>> refusal_html(a, evidence="none").split("<br>")[2]
+    'Evidence&#58; none — no passage is close enough to answer from&#46;</div>'
     """
+    lines = [html_text(answer.text), html_text(searched_text(answer, collection=collection, passages=passages))]
+    if evidence:
+        lines.append(html_text(evidence_text(evidence)))
     return (f'<div class="rag-refusal" style="{REFUSAL_STYLE}"><b>Not found in the documents.</b> '
-            f"{html_text(answer.text)}<br>{html_text(searched_text(answer, collection=collection, passages=passages))}"
-            "</div>")
+            + "<br>".join(lines) + "</div>")
+
+
+# The evidence bands (rag.answer.abstain.evidence_band) in words: the page shows these, and the raw
+# scores only under a source card's "details".
+EVIDENCE_TEXT = {
+    "strong": "the sources match the question closely",
+    "weak": "the sources match the question only in part; check them",
+    "none": "no passage is close enough to answer from",
+}
+
+
+def evidence_text(band: str) -> str:
+    """'Evidence: strong — the sources match the question closely.'"""
+    return f"Evidence: {band} — {EVIDENCE_TEXT[band]}."
 
 
 def searched_text(answer: Answer, *, collection: str = "", passages: int = 0) -> str:

@@ -204,6 +204,12 @@ def test_answer_with_citation_card(env):
     assert "<mark" in card_html and "Q4&#95;K&#95;M" in card_html  # the quoted span, highlighted
     [details] = cards[0].expander  # the scores are for whoever tunes retrieval: behind "details"
     assert "retrieval" in texts(details.caption) and "rerank off" in texts(details.caption)
+    # elsewhere the evidence is in words: on the answer's status line and on every card
+    assert re.search(r"Evidence: (strong|weak) — ", texts(at.caption))
+    labels = [plain(e.label) for e in at.expander if plain(e.label).startswith("[")]
+    assert labels and all(re.search(r" · evidence: (strong|weak|none)$", label) for label in labels), labels
+    outside = texts(at.tabs[0].caption).replace(texts(details.caption), "")
+    assert not re.search(r"\d\.\d", " ".join(labels) + outside)  # no raw score outside details
     assert "Reranking is off" in texts(at.sidebar.caption)  # the missing reranker's one-line notice
 
 
@@ -228,8 +234,11 @@ def test_refusal_looks_different_and_shows_nearest_sources(env, monkeypatch):
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "1.01")  # no evidence is enough: always refuse
     at = ask(start(), "Who won the football world cup in 1998?")
     assert html_blocks(at, "rag-refusal") and not html_blocks(at, "rag-answer")
+    assert "Evidence&#58; none — " in html_blocks(at, "rag-refusal")[0]  # below the gate's threshold
     assert "Nearest sources" in texts(at.caption)
     assert len(at.expander) >= 1
+    cards = [plain(e.label) for e in at.tabs[0].expander if e.label != "details"]
+    assert cards and all(label.endswith(" · evidence: none") for label in cards), cards
 
 
 @pytest.mark.slow
