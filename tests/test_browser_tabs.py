@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests import test_browser
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, wait_for
+from tests.test_browser import CHROMEDRIVER, CHROMIUM, click_tab, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 driver = test_browser.driver  # its `server` is this module's
@@ -44,13 +44,6 @@ def server(tmp_path_factory):
         app.stop()
 
 
-def tab(d, name: str):
-    from selenium.webdriver.common.by import By
-
-    return wait_for(d, lambda: [t for t in d.find_elements(By.CSS_SELECTOR, '[role="tab"]') if name in t.text],
-                    what=f"the {name} tab")[0]
-
-
 def shown_alerts(d) -> list[str]:
     """The texts of the alerts (st.success, st.error…) on screen, not those in a hidden tab."""
     from selenium.webdriver.common.by import By
@@ -64,7 +57,7 @@ def test_the_documents_tab_stays_open_after_an_upload_and_says_added(server, dri
     d = driver
     d.get(server)
     wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, CHAT_INPUT), what="the chat input on the Chat tab")
-    tab(d, "Documents").click()
+    click_tab(d, "Documents")
     wait_for(d, lambda: not d.find_elements(By.CSS_SELECTOR, CHAT_INPUT), timeout=30,
              what="the chat input to leave with the Chat tab")  # the rerun the click asked for has run
     upload = wait_for(d, lambda: [u for u in d.find_elements(By.CSS_SELECTOR, '[data-testid="stFileUploader"]')
@@ -80,5 +73,5 @@ def test_the_documents_tab_stays_open_after_an_upload_and_says_added(server, dri
     assert not d.find_elements(By.CSS_SELECTOR, CHAT_INPUT)
     (tmp_path / "after-upload.png").write_bytes(d.get_screenshot_as_png())
 
-    tab(d, "Chat").click()
+    click_tab(d, "Chat")
     wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, CHAT_INPUT), timeout=30, what="the chat input back")
