@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/chat.py` puts app/ on the pa
 
 import streamlit as st
 
-from app import library, models_panel, render, settings_panel
+from app import library, models_panel, render, settings_panel, strings
 from app.resources import pipeline_for
 from rag import collection
 from rag.answer.abstain import evidence_band, hit_evidence
@@ -105,7 +105,8 @@ def source_card(hit, label: str, *, query: str, quote: str = "", quote_start: in
     if hit.chunk.ocr_pages and hit.paginated:
         label += ", OCR"  # read from the page image: a misread is possible
     score = _hit_evidence(query, hit.chunk.id, hit.rerank_score, hit.dense_score, hit)
-    label += f" · evidence: {evidence_of(score, ctx)}"  # in words; the score is under details
+    band, lang = evidence_of(score, ctx), ctx.get("lang", "en")
+    label += f" · {strings.text(lang, 'evidence').lower()}: {strings.text(lang, band)}"  # the score: under details
     with st.expander(render.md_escape(label)):
         heading = " › ".join(hit.chunk.heading_path)
         if heading:
@@ -160,15 +161,16 @@ def _page_png(path: str, sha256: str, page: int, quote: str) -> bytes:
 def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
     if answer.refused:
         safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0),
-                                      evidence=evidence_of(answer.timings.get("evidence"), ctx)))
+                                      evidence=evidence_of(answer.timings.get("evidence"), ctx),
+                                      lang=ctx.get("lang", "en")))
         if answer.sources:
-            st.caption("Nearest sources (not enough to answer):")
+            st.caption(strings.text(ctx.get("lang", "en"), "nearest"))
             for i, hit in enumerate(answer.sources[:3]):
                 source_card(hit, hit.label, query=answer.query, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
     band = evidence_of(answer.timings.get("evidence"), ctx)
     if band:
-        st.caption(f":material/fact_check: {render.md_escape(render.evidence_text(band))}")
+        st.caption(f":material/fact_check: {render.md_escape(render.evidence_text(band, ctx.get('lang', 'en')))}")
     if answer.fallback == "unsupported":
         st.caption(":material/format_quote: Extractive answer: nothing the model wrote was supported by the "
                    "documents, so these are sentences quoted from them.")
@@ -264,7 +266,7 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool, active: bool = True) -> 
     if active:
         show_flash()
     n = st.session_state.setdefault("uploader", 0)
-    files = st.file_uploader("Add documents (PDF, Word, Excel, CSV, PowerPoint, Markdown, text, HTML)",
+    files = st.file_uploader(strings.text(ctx.get("lang", "en"), "upload"),
                              type=UPLOAD_TYPES,
                              accept_multiple_files=True, key=f"uploader-{n}",
                              max_upload_size=max(1, math.ceil(ctx["max_bytes"] / 2**20)))
@@ -367,7 +369,7 @@ def _manifest_of(cfg: Config) -> dict:
 # --- the page ----------------------------------------------------------------------------------------
 
 
-def page_tabs(n_files: int) -> tuple[str, dict]:
+def page_tabs(n_files: int, lang: str = "en") -> tuple[str, dict]:
     """The Chat, Documents and Models tabs; returns the open one ('chat', 'docs', 'models') and
     the tab containers by those names.
 
@@ -376,8 +378,9 @@ def page_tabs(n_files: int) -> tuple[str, dict]:
     which makes Streamlit draw new tabs. Every tab's content is still drawn (the chat's file filter
     keeps its state); only the chat input follows the open tab.
     """
-    labels = {"chat": ":material/chat: Chat", "docs": f":material/description: Documents ({n_files})",
-              "models": ":material/memory: Models"}
+    labels = {"chat": f":material/chat: {strings.text(lang, 'tab_chat')}",
+              "docs": f":material/description: {strings.text(lang, 'tab_docs')} ({n_files})",
+              "models": f":material/memory: {strings.text(lang, 'tab_models')}"}
     wanted = st.session_state.get("page", "chat")
     tabs = dict(zip(labels, st.tabs(list(labels.values()), default=labels.get(wanted, labels["chat"]),
                                     on_change="rerun")))
@@ -416,6 +419,7 @@ def main() -> None:
            "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks,
            "abstain_threshold": cfg.abstain_threshold}
     ctx["collection"] = Path(ctx["docs_dir"]).name  # what a refusal says it searched
+    ctx["lang"] = strings.language(st.context.locale)  # the main strings follow the browser's language
 
     if isinstance(error, IndexMissingError):
         st.title("Ask your documents")
@@ -430,9 +434,10 @@ def main() -> None:
             st.error(render.md_escape(str(error)))
         return
 
-    page, tabs = page_tabs(len(files))
+    lang = ctx["lang"]
+    page, tabs = page_tabs(len(files), lang)
     # Only the Chat tab asks: pinned to the page's foot, the input would show on every tab.
-    question = st.chat_input("Ask a question about your documents") if page == "chat" else None
+    question = st.chat_input(strings.text(lang, "chat_input")) if page == "chat" else None
     with tabs["docs"]:
         documents_panel(base, ctx, index_ok=True, active=page == "docs")
     with tabs["models"]:
@@ -440,11 +445,10 @@ def main() -> None:
     with tabs["chat"]:
         if page == "chat":
             show_flash()  # the first upload into an empty collection lands here
-        chosen = st.multiselect("Only search these documents", sorted(files), key=f"files-{coll.id}",
-                                placeholder="All documents")
+        chosen = st.multiselect(strings.text(lang, "filter"), sorted(files), key=f"files-{coll.id}",
+                                placeholder=strings.text(lang, "filter_all"))
         if not st.session_state.turns and not question:
-            st.caption("Ask a question below. Answers cite their sources as [n]; open a source card to see the "
-                       "quoted passage highlighted in its chunk.")
+            st.caption(render.md_escape(strings.text(lang, "hint")))
         for i, turn in enumerate(st.session_state.turns):
             show_question(turn["question"], cfg.max_question_chars)
             with st.chat_message("assistant"), answer_slot().container():

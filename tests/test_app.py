@@ -525,3 +525,26 @@ def test_the_chat_input_is_only_on_the_chat_tab(env, page):
     assert at.session_state.page == page
     at = open_tab(at, "chat")
     assert len(at.chat_input) == 1
+
+
+@pytest.mark.slow
+def test_a_chinese_browser_gets_the_chinese_ui(env, monkeypatch):
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "1.01")  # always refuse: the refusal card in Chinese too
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.context["locale"] = "zh-CN"
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs][0].endswith("聊天") and "文档 (4)" in at.tabs[1].label
+    assert at.chat_input[0].placeholder == "就你的文档提问"
+    at = ask(at, "谁赢得了1998年世界杯？")
+    refusal = html_blocks(at, "rag-refusal")[0]
+    assert "文档中没有找到答案" in refusal and "证据：无" in refusal
+    assert any(plain(e.label).endswith("证据: 无") for e in at.tabs[0].expander)
+
+
+@pytest.mark.slow
+def test_other_browsers_get_english(env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.context["locale"] = "de-DE"
+    at.run()
+    assert at.tabs[0].label.endswith("Chat") and at.chat_input[0].placeholder.startswith("Ask a question")

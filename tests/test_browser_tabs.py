@@ -46,9 +46,13 @@ def server(tmp_path_factory):
 
 def shown_alerts(d) -> list[str]:
     """The texts of the alerts (st.success, st.error…) on screen, not those in a hidden tab."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return [a.text for a in d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]') if a.is_displayed()]
+    try:
+        return [a.text for a in d.find_elements(By.CSS_SELECTOR, '[data-testid="stAlert"]') if a.is_displayed()]
+    except StaleElementReferenceException:  # redrawn while read: read again on the next poll
+        return []
 
 
 def test_the_documents_tab_stays_open_after_an_upload_and_says_added(server, driver, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.render import EVIDENCE_TEXT, evidence_text
+from app.render import EVIDENCE_BANDS, evidence_text
 from rag.answer.abstain import HITS_CONSIDERED, evidence_band, evidence_score, hit_evidence, should_abstain
 from rag.config import Config
 from rag.records import Chunk, Hit
@@ -54,7 +54,9 @@ def test_a_reranked_hit_is_banded_by_its_logit():
 
 
 def test_every_band_has_words_and_no_number():
-    assert set(EVIDENCE_TEXT) == {"strong", "weak", "none"}
-    for band in EVIDENCE_TEXT:
-        text = evidence_text(band)
-        assert text.startswith(f"Evidence: {band} — ") and not any(c.isdigit() for c in text)
+    assert set(EVIDENCE_BANDS) == {"strong", "weak", "none"}
+    for band in EVIDENCE_BANDS:
+        for lang in ("en", "zh"):
+            text = evidence_text(band, lang)
+            assert " — " in text and not any(c.isdigit() for c in text), text
+        assert evidence_text(band).startswith(f"Evidence: {band} — ")
