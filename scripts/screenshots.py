@@ -76,7 +76,8 @@ def switcher_shot(d, url: str, target: Path) -> None:
     d.get(url)
     wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, '.st-key-collection-picker'), what="the collection switcher")
     settle(d)
-    d.find_element(By.CSS_SELECTOR, '.st-key-collection-picker input, .st-key-collection-picker [role="combobox"]').click()
+    picker = '.st-key-collection-picker input, .st-key-collection-picker [role="combobox"]'
+    d.find_element(By.CSS_SELECTOR, picker).click()
     wait_for(d, lambda: d.find_elements(By.CSS_SELECTOR, '[role="option"]'), what="the switcher's list")
     settle(d, 0.5)
     target.write_bytes(d.get_screenshot_as_png())
