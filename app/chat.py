@@ -25,9 +25,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app/chat.py` puts app/ on the pa
 
 import streamlit as st
 
-from app import library, models_panel, render, settings_panel
+from app import library, models_panel, render, settings_panel, strings
 from app.resources import pipeline_for
 from rag import collection
+from rag.answer.abstain import evidence_band, hit_evidence
 from rag.collections import collection_config
 from rag.config import Config, load_config
 from rag.errors import IndexLockedError, IndexMissingError, ModelMismatchError, RagError
@@ -87,9 +88,25 @@ def sidebar(cfg0: Config, status: Status, *, problems: Sequence[str] = ()) -> Co
 # --- answers -----------------------------------------------------------------------------------------
 
 
-def source_card(hit, label: str, *, quote: str = "", quote_start: int = 0, key: str, ctx: dict) -> None:
+def evidence_of(score: float | None, ctx: dict) -> str:
+    """A score's band ('strong', 'weak', 'none'), cut at the answering pipeline's refusal threshold;
+    '' for an answer saved without one."""
+    return "" if score is None else evidence_band(score, ctx["abstain_threshold"])
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _hit_evidence(query: str, chunk_id: str, rerank: float | None, dense: float | None, _hit) -> float:
+    """hit_evidence, once per passage and query (a few ms each, for every card of every rerun)."""
+    return hit_evidence(query, _hit)
+
+
+def source_card(hit, label: str, *, query: str, quote: str = "", quote_start: int = 0, key: str,
+                ctx: dict) -> None:
     if hit.chunk.ocr_pages and hit.paginated:
         label += ", OCR"  # read from the page image: a misread is possible
+    score = _hit_evidence(query, hit.chunk.id, hit.rerank_score, hit.dense_score, hit)
+    band, lang = evidence_of(score, ctx), ctx.get("lang", "en")
+    label += f" · {strings.text(lang, 'evidence').lower()}: {strings.text(lang, band)}"  # the score: under details
     with st.expander(render.md_escape(label)):
         heading = " › ".join(hit.chunk.heading_path)
         if heading:
@@ -143,12 +160,17 @@ def _page_png(path: str, sha256: str, page: int, quote: str) -> bytes:
 
 def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
     if answer.refused:
-        safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0)))
+        safe_html(render.refusal_html(answer, collection=ctx.get("collection", ""), passages=ctx.get("chunks", 0),
+                                      evidence=evidence_of(answer.timings.get("evidence"), ctx),
+                                      lang=ctx.get("lang", "en")))
         if answer.sources:
-            st.caption("Nearest sources (not enough to answer):")
+            st.caption(strings.text(ctx.get("lang", "en"), "nearest"))
             for i, hit in enumerate(answer.sources[:3]):
-                source_card(hit, hit.label, key=f"page-{turn}-near-{i}", ctx=ctx)
+                source_card(hit, hit.label, query=answer.query, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
+    band = evidence_of(answer.timings.get("evidence"), ctx)
+    if band:
+        st.caption(f":material/fact_check: {render.md_escape(render.evidence_text(band, ctx.get('lang', 'en')))}")
     if answer.fallback == "unsupported":
         st.caption(":material/format_quote: Extractive answer: nothing the model wrote was supported by the "
                    "documents, so these are sentences quoted from them.")
@@ -171,7 +193,7 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
         st.caption(f"{answer.invalid_markers} citation marker(s) pointing to no source were removed.")
     for c in answer.citations:
         hit = answer.sources[c.n - 1]
-        source_card(hit, render.citation_label(c), quote=c.quote, quote_start=c.quote_start,
+        source_card(hit, render.citation_label(c), query=answer.query, quote=c.quote, quote_start=c.quote_start,
                     key=f"page-{turn}-{c.n}", ctx=ctx)
 
 
@@ -230,7 +252,9 @@ def answer_slot():
 # --- documents ---------------------------------------------------------------------------------------
 
 
-def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
+def documents_panel(pipe, ctx: dict, *, index_ok: bool, active: bool = True) -> None:
+    """Upload, list and delete documents; `active`: the panel is on screen, so it shows the
+    messages of the last upload or deletion (else they wait for the tab that is)."""
     docs_dir: Path = ctx["docs_dir"]
     st.caption(render.md_escape(f"Documents folder: {docs_dir}"))
     if index_ok and not docs_dir.is_dir():
@@ -239,9 +263,10 @@ def documents_panel(pipe, ctx: dict, *, index_ok: bool) -> None:
             "uploads and deletions are off: ingesting another folder would drop every indexed document. "
             "Set RAG_DOCS_DIR to the folder that holds the documents."))
         return
-    show_flash()
+    if active:
+        show_flash()
     n = st.session_state.setdefault("uploader", 0)
-    files = st.file_uploader("Add documents (PDF, Word, Excel, CSV, PowerPoint, Markdown, text, HTML)",
+    files = st.file_uploader(strings.text(ctx.get("lang", "en"), "upload"),
                              type=UPLOAD_TYPES,
                              accept_multiple_files=True, key=f"uploader-{n}",
                              max_upload_size=max(1, math.ceil(ctx["max_bytes"] / 2**20)))
@@ -344,6 +369,26 @@ def _manifest_of(cfg: Config) -> dict:
 # --- the page ----------------------------------------------------------------------------------------
 
 
+def page_tabs(n_files: int, lang: str = "en") -> tuple[str, dict]:
+    """The Chat, Documents and Models tabs; returns the open one ('chat', 'docs', 'models') and
+    the tab containers by those names.
+
+    The open tab is the session's `page`, passed as the tabs' default: a rerun (an upload, a
+    deletion) would otherwise reopen the first tab, and the Documents label changes with its count,
+    which makes Streamlit draw new tabs. Every tab's content is still drawn (the chat's file filter
+    keeps its state); only the chat input follows the open tab.
+    """
+    labels = {"chat": f":material/chat: {strings.text(lang, 'tab_chat')}",
+              "docs": f":material/description: {strings.text(lang, 'tab_docs')} ({n_files})",
+              "models": f":material/memory: {strings.text(lang, 'tab_models')}"}
+    wanted = st.session_state.get("page", "chat")
+    tabs = dict(zip(labels, st.tabs(list(labels.values()), default=labels.get(wanted, labels["chat"]),
+                                    on_change="rerun")))
+    page = next((name for name, tab in tabs.items() if tab.open), "chat")
+    st.session_state.page = page
+    return page, tabs
+
+
 def main() -> None:
     st.set_page_config(page_title="Ask your documents", page_icon=":material/library_books:", layout="wide")
     try:
@@ -371,8 +416,10 @@ def main() -> None:
     elif isinstance(error, ModelMismatchError):
         manifest = _manifest_of(cfg0)  # still names the folder to rebuild from
     ctx = {"docs_dir": collection.documents_folder(cfg0.docs_dir, manifest), "files": files,
-           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks}
+           "max_bytes": int(cfg0.max_file_mb * 1024 * 1024), "chunks": status.chunks,
+           "abstain_threshold": cfg.abstain_threshold}
     ctx["collection"] = Path(ctx["docs_dir"]).name  # what a refusal says it searched
+    ctx["lang"] = strings.language(st.context.locale)  # the main strings follow the browser's language
 
     if isinstance(error, IndexMissingError):
         st.title("Ask your documents")
@@ -387,20 +434,21 @@ def main() -> None:
             st.error(render.md_escape(str(error)))
         return
 
-    chat_tab, docs_tab, models_tab = st.tabs([":material/chat: Chat",
-                                              f":material/description: Documents ({len(files)})",
-                                              ":material/memory: Models"])
-    question = st.chat_input("Ask a question about your documents")
-    with docs_tab:
-        documents_panel(base, ctx, index_ok=True)
-    with models_tab:
+    lang = ctx["lang"]
+    page, tabs = page_tabs(len(files), lang)
+    # Only the Chat tab asks: pinned to the page's foot, the input would show on every tab.
+    question = st.chat_input(strings.text(lang, "chat_input")) if page == "chat" else None
+    with tabs["docs"]:
+        documents_panel(base, ctx, index_ok=True, active=page == "docs")
+    with tabs["models"]:
         models_panel.models_tab(cfg0)
-    with chat_tab:
-        chosen = st.multiselect("Only search these documents", sorted(files), key=f"files-{coll.id}",
-                                placeholder="All documents")
+    with tabs["chat"]:
+        if page == "chat":
+            show_flash()  # the first upload into an empty collection lands here
+        chosen = st.multiselect(strings.text(lang, "filter"), sorted(files), key=f"files-{coll.id}",
+                                placeholder=strings.text(lang, "filter_all"))
         if not st.session_state.turns and not question:
-            st.caption("Ask a question below. Answers cite their sources as [n]; open a source card to see the "
-                       "quoted passage highlighted in its chunk.")
+            st.caption(render.md_escape(strings.text(lang, "hint")))
         for i, turn in enumerate(st.session_state.turns):
             show_question(turn["question"], cfg.max_question_chars)
             with st.chat_message("assistant"), answer_slot().container():

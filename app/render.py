@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 
+from app.strings import text
 from rag.answer.cite import find_markers
 from rag.records import Answer, Citation, Hit, SentenceCheck, pages_text
 
@@ -145,16 +146,37 @@ def streaming_html(raw: str) -> str:
     return f'<div class="rag-streaming" style="line-height: 1.6">{html_text(raw)} ▌</div>'
 
 
-def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0) -> str:
-    """Refusals look like a notice, not like an answer, and say what was searched.
+def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0, evidence: str = "",
+                 lang: str = "en") -> str:
+    """Refusals look like a notice, not like an answer, and say what was searched and, given its
+    band ('none', 'weak', 'strong'), how much evidence was found.
 
     >>> a = Answer("Who won?", "who won", "refused", "No answer.", "No answer.")
     >>> refusal_html(a, collection="docs", passages=120).split("<br>")[1]
     'Searched for “who won” in 120 passages of the collection “docs”&#46;</div>'
+    >>> refusal_html(a, evidence="none").split("<br>")[2]
+    'Evidence&#58; none — no passage is close enough to answer from&#46;</div>'
     """
-    return (f'<div class="rag-refusal" style="{REFUSAL_STYLE}"><b>Not found in the documents.</b> '
-            f"{html_text(answer.text)}<br>{html_text(searched_text(answer, collection=collection, passages=passages))}"
-            "</div>")
+    lines = [html_text(answer.text), html_text(searched_text(answer, collection=collection, passages=passages))]
+    if evidence:
+        lines.append(html_text(evidence_text(evidence, lang)))
+    return (f'<div class="rag-refusal" style="{REFUSAL_STYLE}"><b>{html_text(text(lang, "not_found"))}</b> '
+            + "<br>".join(lines) + "</div>")
+
+
+# The evidence bands (rag.answer.abstain.evidence_band) in words (app.strings): the page shows these,
+# and the raw scores only under a source card's "details".
+EVIDENCE_BANDS = ("strong", "weak", "none")
+
+
+def evidence_text(band: str, lang: str = "en") -> str:
+    """'Evidence: strong — the sources match the question closely.'
+
+    >>> evidence_text("none", "zh")
+    '证据：无 — 没有足够接近、可以据以回答的段落。'
+    """
+    colon, stop = ("：", "。") if lang == "zh" else (": ", ".")
+    return f"{text(lang, 'evidence')}{colon}{text(lang, band)} — {text(lang, 'evidence_' + band)}{stop}"
 
 
 def searched_text(answer: Answer, *, collection: str = "", passages: int = 0) -> str:

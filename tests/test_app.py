@@ -204,6 +204,12 @@ def test_answer_with_citation_card(env):
     assert "<mark" in card_html and "Q4&#95;K&#95;M" in card_html  # the quoted span, highlighted
     [details] = cards[0].expander  # the scores are for whoever tunes retrieval: behind "details"
     assert "retrieval" in texts(details.caption) and "rerank off" in texts(details.caption)
+    # elsewhere the evidence is in words: on the answer's status line and on every card
+    assert re.search(r"Evidence: (strong|weak) — ", texts(at.caption))
+    labels = [plain(e.label) for e in at.expander if plain(e.label).startswith("[")]
+    assert labels and all(re.search(r" · evidence: (strong|weak|none)$", label) for label in labels), labels
+    outside = texts(at.tabs[0].caption).replace(texts(details.caption), "")
+    assert not re.search(r"\d\.\d", " ".join(labels) + outside)  # no raw score outside details
     assert "Reranking is off" in texts(at.sidebar.caption)  # the missing reranker's one-line notice
 
 
@@ -228,8 +234,11 @@ def test_refusal_looks_different_and_shows_nearest_sources(env, monkeypatch):
     monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "1.01")  # no evidence is enough: always refuse
     at = ask(start(), "Who won the football world cup in 1998?")
     assert html_blocks(at, "rag-refusal") and not html_blocks(at, "rag-answer")
+    assert "Evidence&#58; none — " in html_blocks(at, "rag-refusal")[0]  # below the gate's threshold
     assert "Nearest sources" in texts(at.caption)
     assert len(at.expander) >= 1
+    cards = [plain(e.label) for e in at.tabs[0].expander if e.label != "details"]
+    assert cards and all(label.endswith(" · evidence: none") for label in cards), cards
 
 
 @pytest.mark.slow
@@ -509,3 +518,64 @@ def test_a_model_server_dying_mid_answer_is_an_error_naming_it_and_the_app_keeps
     finally:
         if server is not None:
             server.__exit__(None, None, None)
+
+
+# --- the tabs: the open one survives reruns, the chat input is the Chat tab's --------------------------
+
+
+def open_tab(at: AppTest, page: str) -> AppTest:
+    """Open a tab as a click does: the page keeps the open tab in the session's `page`."""
+    at.session_state["page"] = page
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.slow
+def test_an_upload_on_the_documents_tab_stays_there_and_says_added(env):
+    at = open_tab(start(), "docs")
+    assert not at.chat_input  # the input belongs to the Chat tab
+    at.file_uploader[0].set_value(("zebras.md", b"# Zebras\n\nThe plains zebra sleeps standing up.\n",
+                                   "text/markdown"))
+    at.run()  # the upload reruns the page, and the Documents label now counts 5
+    assert not at.exception, at.exception
+    assert at.session_state.page == "docs"
+    assert "Documents (5)" in at.tabs[1].label
+    assert "Added zebras.md" in texts(at.tabs[1].success)  # on the Documents tab, where the upload was
+    assert not texts(at.tabs[0].success)
+    assert not at.chat_input
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", ["docs", "models"])
+def test_the_chat_input_is_only_on_the_chat_tab(env, page):
+    at = start()
+    assert len(at.chat_input) == 1 and at.session_state.page == "chat"
+    at = open_tab(at, page)
+    assert not at.chat_input
+    assert at.session_state.page == page
+    at = open_tab(at, "chat")
+    assert len(at.chat_input) == 1
+
+
+@pytest.mark.slow
+def test_a_chinese_browser_gets_the_chinese_ui(env, monkeypatch):
+    monkeypatch.setenv("RAG_ABSTAIN_THRESHOLD", "1.01")  # always refuse: the refusal card in Chinese too
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.context["locale"] = "zh-CN"
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs][0].endswith("聊天") and "文档 (4)" in at.tabs[1].label
+    assert at.chat_input[0].placeholder == "就你的文档提问"
+    at = ask(at, "谁赢得了1998年世界杯？")
+    refusal = html_blocks(at, "rag-refusal")[0]
+    assert "文档中没有找到答案" in refusal and "证据：无" in refusal
+    assert any(plain(e.label).endswith("证据: 无") for e in at.tabs[0].expander)
+
+
+@pytest.mark.slow
+def test_other_browsers_get_english(env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.context["locale"] = "de-DE"
+    at.run()
+    assert at.tabs[0].label.endswith("Chat") and at.chat_input[0].placeholder.startswith("Ask a question")

@@ -186,6 +186,35 @@ def wait_for(d, predicate, timeout: float = 120, what: str = "condition"):
         raise AssertionError(f"timed out waiting for {what}; page ends with:\n{body}") from err
 
 
+def click_tab(d, name: str) -> None:
+    """Click the page's tab whose label holds `name` (again if a rerun redrew the tabs under the
+    click), then wait for the rerun the click starts to end: it redraws the tab's elements."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def click() -> bool:
+        try:
+            tabs = [t for t in d.find_elements(By.CSS_SELECTOR, '[role="tab"]') if name in t.text]
+            if tabs:
+                tabs[0].click()
+            return bool(tabs)
+        except StaleElementReferenceException:
+            return False
+
+    wait_for(d, click, timeout=60, what=f"the {name} tab")
+    time.sleep(0.5)  # the rerun starts
+
+    def settled() -> bool:
+        try:
+            selected = d.find_element(By.CSS_SELECTOR, '[role="tab"][aria-selected="true"]').text
+            state = d.find_element(By.CSS_SELECTOR, '[data-testid="stApp"]').get_attribute("data-test-script-state")
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        return name in selected and state == "notRunning"
+
+    wait_for(d, settled, timeout=120, what=f"the {name} tab open and the page's rerun done")
+
+
 def ask(d, question: str, n_answers: int) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import test_browser
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, wait_for
+from tests.test_browser import CHROMEDRIVER, CHROMIUM, click_tab, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 driver = test_browser.driver  # its `server` is this module's
@@ -66,9 +66,7 @@ def test_switch_models_in_the_model_manager(server, driver, tmp_path):
     d = driver
     d.get(server)
     wait_for(d, lambda: "GGUF loaded: alpha.gguf" in sidebar_text(d), what="the status card naming alpha.gguf")
-    tab = wait_for(d, lambda: [t for t in d.find_elements(By.CSS_SELECTOR, '[role="tab"]')
-                               if "Models" in t.text], what="the Models tab")[0]
-    tab.click()
+    click_tab(d, "Models")
     use = wait_for(d, lambda: [b for b in d.find_elements(By.TAG_NAME, "button")
                                if b.text.strip() == "Use" and b.is_displayed()], what="a Use button")
     assert len(use) == 1  # alpha.gguf is the active one: its button says so and is disabled

@@ -2,6 +2,8 @@
 
     >>> should_abstain(0.2, 0.35)
     True
+    >>> evidence_band(0.2, 0.35), evidence_band(0.5, 0.35), evidence_band(0.9, 0.35)
+    ('none', 'weak', 'strong')
 
 With a reranker, the score is the logistic of the best hit's cross-encoder logit: the reranker
 already reads question and passage together. Without one it comes from what can be checked
@@ -24,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from rag.answer.verify.features import (
     bigram_coverage,
@@ -125,9 +128,33 @@ def evidence_score(question: str, hits: Sequence[Hit]) -> float:
     reranked = [h.rerank_score for h in hits if h.rerank_score is not None]
     if reranked:
         return logistic(max(reranked))
-    return max(features_score(hit_features(question, h)) for h in hits[:HITS_CONSIDERED])
+    return max(hit_evidence(question, h) for h in hits[:HITS_CONSIDERED])
+
+
+def hit_evidence(question: str, hit: Hit) -> float:
+    """0..1 for one hit, as evidence_score reads it: the logistic of its reranker logit when it has
+    one, else the feature model. evidence_score is the best of these (over the first hits)."""
+    if hit.rerank_score is not None:
+        return logistic(hit.rerank_score)
+    return features_score(hit_features(question, hit))
 
 
 def should_abstain(score: float, threshold: float) -> bool:
     """Refuse when the evidence score is below the threshold (0 never refuses)."""
     return score < threshold
+
+
+Band = Literal["strong", "weak", "none"]
+
+
+def evidence_band(score: float, threshold: float) -> Band:
+    """An evidence score in words, cut where the refusal gate cuts: 'none' below `threshold` (what
+    the gate refuses: not enough to answer), 'strong' from halfway between the threshold and 1,
+    'weak' in between (answered, but worth checking against the sources).
+
+    >>> [evidence_band(s, 0.39) for s in (0.0, 0.38, 0.39, 0.69, 0.70, 1.0)]
+    ['none', 'none', 'weak', 'weak', 'strong', 'strong']
+    """
+    if should_abstain(score, threshold):
+        return "none"
+    return "strong" if score >= (1.0 + threshold) / 2 else "weak"
