@@ -178,7 +178,7 @@ def test_without_the_extra_a_scan_fails_and_says_to_install_it(tmp_path, make_cf
 
 @needs_engine
 @pytest.mark.slow
-def test_the_shared_image_only_scan_is_indexed_and_searchable(tmp_path, make_cfg, fake_embedder) -> None:
+def test_the_shared_image_only_scan_is_indexed_searchable_and_answers(tmp_path, make_cfg, fake_embedder) -> None:
     scan = shared_path("bad-inputs", "image-only-scan.pdf")
     folder = write_docs(tmp_path / "docs", {"scan.pdf": scan.read_bytes()})
     cfg = make_cfg()
@@ -190,6 +190,12 @@ def test_the_shared_image_only_scan_is_indexed_and_searchable(tmp_path, make_cfg
     assert sum("使用价值" in c.text for c in chunks) >= 3  # the scan is a chapter on use value
     hits = Retriever(idx, fake_embedder).search("商品的使用价值", k=3)
     assert hits and "使用价值" in hits[0].chunk.text
+    idx.close()
+    from rag.pipeline import Pipeline
+
+    answer = Pipeline(cfg, embedder=fake_embedder, generator=None, reranker=None).ask("什么是商品的使用价值？")
+    assert not answer.refused and "使用价值" in answer.text  # answered from the OCR text, in extractive mode
+    assert answer.citations and all(c.source == "scan.pdf" for c in answer.citations)  # OCR chunks, all of them
 
 
 # --- citations say OCR ------------------------------------------------------------------------------
