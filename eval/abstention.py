@@ -3,6 +3,7 @@
     python -m eval.abstention --dataset ../shared/data/squad2-dev/dev-v2.0.json [--n 200] [--json]
     python -m eval.abstention --dataset ... --fit      # refit rag.answer.abstain's constants (prints them)
     python -m eval.abstention --dataset ... --n 100 --gate-model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+    python -m eval.abstention --dataset ../shared/data/cmrc2018-trial/cmrc2018_trial.json --mismatched --n 100
 
 The product answers the questions: every paragraph of the file (646 in the shared half of dev)
 is indexed by `rag.ingest.build` (eval.harness), and each question goes through
@@ -17,13 +18,19 @@ With `--gate-model`, a GGUF model also judges every reported question, by one of
 (`--gate-prompt`): `product`, the answer prompt with its last line turned into a yes/no question
 (`rag.answer.gate`, exactly what `Pipeline.stream` asks when `gate_threshold` > 0), or `passage`,
 each of the top `--gate-passages` focused passages alone ("Does the passage contain the answer to
-the question?"), P = the highest, judging stopped at the first passage above 0.5. Each judge —
+the question?"), P = the highest, judging stopped at the first passage above 0.5; or `strict`, the
+same with the traps spelt out and three worked examples (STRICT_SYSTEM). Each judge —
 lexical evidence score, model gate, and both combined by a logistic fitted with 2-fold
 cross-validation on the reported questions — gets its AUROC, the refusal curve, the threshold with
 the most correct refusals at ≤ 10 % false refusals, and the risk–coverage points. Judgements are
 cached per model and prompt in `.eval-cache/abstention-gate-*.jsonl`, so a run can be extended.
 
-The index is kept under `.eval-cache/abstention-index` and rebuilt when the documents or the
+`--mismatched` measures a set without unanswerable questions (CMRC 2018): a seeded half of its
+paragraphs is left out of the collection, and the questions about that half must be refused
+(`eval.datasets.with_mismatched_half`); `--fit --mismatched` fits the weights for CJK questions
+(rag.answer.abstain.WEIGHTS_CJK) on the questions outside the reported ones.
+
+The index is kept under `.eval-cache/abstention-index[-mismatched]` and rebuilt when the documents or the
 ingest settings change. The reranker is off unless `--rerank` (then the evidence score is the
 sigmoid of the cross-encoder logit, and `--fit` has nothing to fit).
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from collections.abc import Sequence
@@ -39,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from eval.datasets import Question, load_squad
+from eval.datasets import Question, load_squad, with_mismatched_half
 from eval.metrics.calibration import choose_threshold, fit_logistic, refusal_curve
 from eval.metrics.retrieval import recall_at
 
@@ -84,24 +92,62 @@ def recall_at_k(questions: Sequence[Question], hits: Sequence[Sequence[Hit]]) ->
     return float(np.mean(found)) if found else 0.0
 
 
-def fit(examples: Sequence[Question], hits: Sequence[Sequence[Hit]], *, limit: int = 1500) -> dict[str, list[float]]:
+def fit(examples: Sequence[Question], hits: Sequence[Sequence[Hit]], *, limit: int = 1500,
+        kinds: Sequence[str] = ("dense", "lexical"), calibrate_at: float | None = None) -> dict[str, list[float]]:
     """Sign-bounded logistic weights for rag.answer.abstain (answerable = 1), features of the best of
-    the first HITS_CONSIDERED hits — the one with the highest window coverage."""
+    the first HITS_CONSIDERED hits — the one with the highest window coverage. `kinds`: "dense"
+    (with the cosine), "lexical" (without it: the weights for English questions without a dense
+    score), "cjk" (without it, for CJK questions over CJK passages: the coverage weights fitted,
+    the name / number / negation penalties those of "lexical"). With
+    `calibrate_at`, the intercept is then moved by `calibrated`."""
     from rag.answer.abstain import HITS_CONSIDERED, hit_features
 
     signs = (1, 1, 1, -1, -1, -1, 1)
-    xs_dense, xs_lex, ys = [], [], []
+    xs, ys = [], []
     for e, hs in list(zip(examples, hits))[:limit]:
         feats = [hit_features(e.question, h) for h in hs[:HITS_CONSIDERED]]
         if not feats:
             continue  # nothing retrieved: the product refuses without reading features
         best = max(feats, key=lambda f: (f.window_coverage, f.dense or 0.0))
-        xs_dense.append(best.vector())
-        xs_lex.append(best.vector()[:6])
+        xs.append(best.vector())
         ys.append(1 if e.answerable else 0)
-    dense = fit_logistic(xs_dense, ys, signs=signs)
-    lexical = fit_logistic(xs_lex, ys, signs=signs[:6])
-    return {"dense": [round(v, 3) for v in dense], "lexical": [round(v, 3) for v in lexical]}
+    out = {}
+    for kind in kinds:
+        width = 7 if kind == "dense" else 6
+        if kind == "cjk":
+            # Mismatched paragraphs are off topic: they never miss just a name or a number, so
+            # those penalties cannot be learnt from them and are borrowed from the SQuAD fit.
+            from rag.answer.abstain import WEIGHTS_LEXICAL
+
+            cov = fit_logistic([x[:3] for x in xs], ys, signs=signs[:3])
+            w = [*cov[:3], *WEIGHTS_LEXICAL[3:6], cov[3]]
+        else:
+            w = fit_logistic([x[:width] for x in xs], ys, signs=signs[:width])
+        if calibrate_at is not None:
+            w = calibrated(w, [x[:width] for x in xs], ys, threshold=calibrate_at)
+        out[kind] = [round(v, 3) for v in w]
+    return out
+
+
+def calibrated(w: Sequence[float], xs: Sequence[Sequence[float]], ys: Sequence[int], *, threshold: float,
+               max_false: float = MAX_FALSE_REFUSALS) -> list[float]:
+    """`w` with its intercept moved so that refusing below `threshold` (the product's one
+    abstain_threshold) is the fit set's best point at ≤ `max_false` false refusals: one threshold
+    for every language, each language's weights calibrated to it on its own fitting data.
+
+    >>> [round(v, 6) for v in calibrated([1.0, 0.0], [[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1], threshold=0.5)]
+    [1.0, -2.0]
+    """
+    from rag.text import logistic
+
+    scores = [logistic(sum(a * b for a, b in zip(w[:-1], x)) + w[-1]) for x in xs]
+    pts = refusal_curve([s for s, y in zip(scores, ys) if not y], [s for s, y in zip(scores, ys) if y],
+                        sorted(set(scores)))
+    cut = choose_threshold(pts, max_false=max_false)["threshold"]
+    if cut <= 0.0:
+        return list(w)
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    return [*w[:-1], w[-1] + logit(threshold) - logit(cut)]
 
 
 PASSAGE_QUESTION = {
@@ -110,13 +156,39 @@ PASSAGE_QUESTION = {
 }
 
 
-def passage_messages(question: str, passage: str) -> list[dict[str, str]]:
-    """The one-passage judge prompt: passage first, then the question, then the yes/no line."""
+# The strict judge: the traps of questions written to look answerable, spelt out, and three worked
+# examples (written for this project) as earlier turns, so that the model has seen a "no" whose
+# passage shares every word but one with the question. The fixed prefix is read once and then found
+# in llama.cpp's KV cache.
+STRICT_SYSTEM = (
+    "You check whether a passage answers a question. Reply yes only if the passage states the answer to "
+    "exactly this question. Reply no when the passage is about the same topic but does not say it: the "
+    "question names a different person, place, year or number than the passage, asks about something the "
+    "passage never mentions, or turns the passage's statement around (not, never, first instead of last). "
+    "Reply with one word: yes or no.")
+STRICT_EXAMPLES = (
+    ("The bridge was opened in 1932 by the mayor, Anna Berg. It carries four lanes of traffic.",
+     "Who opened the bridge in 1932?", "yes"),
+    ("The bridge was opened in 1932 by the mayor, Anna Berg. It carries four lanes of traffic.",
+     "Who designed the bridge?", "no"),
+    ("The bridge was opened in 1932 by the mayor, Anna Berg. It carries four lanes of traffic.",
+     "How many lanes did the bridge carry before 1932?", "no"),
+)
+
+
+def passage_messages(question: str, passage: str, *, strict: bool = False) -> list[dict[str, str]]:
+    """The one-passage judge prompt: passage first, then the question, then the yes/no line;
+    `strict` adds STRICT_SYSTEM and the worked examples before it."""
     from rag.answer.prompt import answer_language
 
-    lang = answer_language(question)
-    return [{"role": "system", "content": "You judge whether a passage answers a question. Reply yes or no."},
-            {"role": "user", "content": f"Passage:\n{passage}\n\nQuestion: {question}\n\n{PASSAGE_QUESTION[lang]}"}]
+    def ask(p: str, q: str) -> dict[str, str]:
+        return {"role": "user", "content": f"Passage:\n{p}\n\nQuestion: {q}\n\n{PASSAGE_QUESTION[answer_language(q)]}"}
+
+    if not strict:
+        return [{"role": "system", "content": "You judge whether a passage answers a question. Reply yes or no."},
+                ask(passage, question)]
+    shots = [m for p, q, a in STRICT_EXAMPLES for m in (ask(p, q), {"role": "assistant", "content": a})]
+    return [{"role": "system", "content": STRICT_SYSTEM}, *shots, ask(passage, question)]
 
 
 def gate_probability(generator, question: str, hits: Sequence[Hit], *, prompt_kind: str, passages: int,
@@ -136,7 +208,7 @@ def gate_probability(generator, question: str, hits: Sequence[Hit], *, prompt_ki
         return 0.0 if p is None else p
     best = 0.0
     for text in focused[:passages]:
-        best = max(best, generator.yes_probability(passage_messages(question, text)))
+        best = max(best, generator.yes_probability(passage_messages(question, text, strict=prompt_kind == "strict")))
         if best >= 0.5:  # settled: a passage answers it
             break
     return best
@@ -212,14 +284,16 @@ def open_pipeline(docs: Sequence[Document], cfg: Config, embedder: Embedder, *,
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.abstention", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, help="SQuAD 2.0 JSON")
+    ap.add_argument("--dataset", required=True, help="SQuAD 2.0 JSON (or any SQuAD-format file, with --mismatched)")
+    ap.add_argument("--mismatched", action="store_true",
+                    help="leave a seeded half of the paragraphs out; questions about it must be refused")
     ap.add_argument("--n", type=int, default=200, help="unanswerable and answerable questions reported, each")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--fit", action="store_true", help="refit rag.answer.abstain's weights on the other questions")
     ap.add_argument("--rerank", action="store_true", help="rerank with the configured cross-encoder")
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--gate-model", help="a GGUF model that also judges each question (see the docstring)")
-    ap.add_argument("--gate-prompt", choices=("product", "passage"), default="passage")
+    ap.add_argument("--gate-prompt", choices=("product", "passage", "strict"), default="passage")
     ap.add_argument("--gate-passages", type=int, default=3, help="passages judged one by one (--gate-prompt passage)")
     args = ap.parse_args(argv)
 
@@ -230,15 +304,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides={"rerank": args.rerank})
         qs = load_squad(args.dataset)
+        if args.mismatched:
+            qs = with_mismatched_half(qs, seed=SEED)
+        suffix = "-mismatched" if args.mismatched else ""
         embedder = load_embedder(cfg)
-        pipe = open_pipeline(qs.docs, cfg, embedder)
+        pipe = open_pipeline(qs.docs, cfg, embedder, index_dir=CACHE / f"abstention-index{suffix}")
     except RagError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     report, rest = sample(qs.questions, args.n)
     if args.fit:
         rest = rest[:1500]
-        print(json.dumps(fit(rest, retrieve(pipe, rest))))
+        if args.mismatched:  # weights for CJK questions, calibrated to the shared abstain_threshold
+            print(json.dumps(fit(rest, retrieve(pipe, rest), kinds=("cjk",), calibrate_at=cfg.abstain_threshold)))
+        else:
+            print(json.dumps(fit(rest, retrieve(pipe, rest))))
         return 0
     hits = retrieve(pipe, report)
     recall = recall_at_k(report, hits)
@@ -254,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rag.models.llama import LlamaCppGenerator
 
         gen = LlamaCppGenerator(args.gate_model, n_ctx=cfg.n_ctx, temperature=0.0)
-        tag = f"{Path(args.gate_model).stem}-{args.gate_prompt}{args.gate_passages}-{cfg.passage_tokens}"
+        tag = f"{Path(args.gate_model).stem}-{args.gate_prompt}{args.gate_passages}-{cfg.passage_tokens}{suffix}"
         gate = cached_gate(CACHE / f"abstention-gate-{tag}.jsonl", report, hits, lambda q, hs: gate_probability(
             gen, q, hs, prompt_kind=args.gate_prompt, passages=args.gate_passages,
             passage_tokens=cfg.passage_tokens, answer_tokens=cfg.max_answer_tokens))
@@ -266,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"n_unanswerable": len(s_unans), "n_answerable": len(s_ans), f"recall_at_{cfg.top_k}": recall,
                           "curve": shown, "chosen": chosen, "at_abstain_threshold": at_product, "judges": judges}))
         return 0
-    print(f"SQuAD 2.0: {len(s_unans)} unanswerable, {len(s_ans)} answerable; {len(qs.docs)} paragraphs; "
+    print(f"{qs.name}: {len(s_unans)} unanswerable, {len(s_ans)} answerable; {len(qs.docs)} paragraphs; "
           f"answerable gold paragraph in top {cfg.top_k}: {recall:.3f}")
     print(f"{'threshold':>9} {'correct refusals':>17} {'false refusals':>15}")
     for p in shown:

@@ -39,7 +39,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -189,6 +189,25 @@ def load_squad(path: str | Path) -> QASet:
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise RagError(f"{path} is not a SQuAD-format file (a JSON object with 'data'): {err!r}") from err
     return QASet(Path(path).name, "squad", tuple(questions), tuple(docs))
+
+
+def with_mismatched_half(qs: QASet, *, seed: int = 0) -> QASet:
+    """`qs` with a seeded half of its documents left out of the collection: each question whose gold
+    documents are all left out becomes unanswerable (its retrieved passages are all someone else's);
+    the others keep their answers. How a set without unanswerable questions (CMRC 2018) measures
+    refusals: the collection is on another topic, not one that hides the answer."""
+    import random
+
+    order = list(qs.docs)
+    random.Random(seed).shuffle(order)
+    kept = {d.source for d in order[: len(order) // 2]}
+    questions = []
+    for q in qs.questions:
+        if q.gold and not any(g.source in kept for g in q.gold):
+            q = replace(q, answers=(), gold=(), type="unanswerable")
+        questions.append(q)
+    docs = tuple(d for d in qs.docs if d.source in kept)
+    return QASet(f"{qs.name} (mismatched half)", qs.format, tuple(questions), docs)
 
 
 def _cranfield_blocks(text: str) -> list[dict[str, str]]:

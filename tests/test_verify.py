@@ -310,6 +310,25 @@ def test_evidence_features_see_missing_names_numbers_and_negation():
     assert features_score(lexical) > features_score(EvidenceFeatures(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, None))
 
 
+def test_chinese_questions_over_chinese_passages_get_their_own_weights():
+    """A Chinese passage on another topic scores below the refusal threshold, the one about the
+    question's subject above it (the CJK weights; known weak spot: another subject with the same
+    predicate, "银杏…分布在…地区", still passes). A Chinese question over an English passage keeps
+    the English lexical weights: bigram coverage says nothing across scripts, so the CJK weights
+    (coverage-heavy) would refuse every such hit."""
+    from rag.answer.abstain import WEIGHTS_CJK, WEIGHTS_LEXICAL
+
+    q = "雪松分布在哪些地区？"
+    about = _hit("雪松是松科雪松属的乔木，分布在喜马拉雅山西部和阿富汗，高可达五十米。")
+    other = _hit("这家餐厅以烤鸭闻名，每天中午营业到两点，周末需要提前预订座位。")
+    assert hit_features(q, about).cjk and hit_features(q, about).dense is None
+    assert evidence_score(q, [other]) < 0.39 <= evidence_score(q, [about])
+    english = hit_features(q, _hit("Cedars grow in the western Himalayas and in Afghanistan."))
+    assert not english.cjk
+    assert features_score(english) == features_score(english, weights=WEIGHTS_LEXICAL)
+    assert features_score(english) != features_score(english, weights=WEIGHTS_CJK)
+
+
 def test_rerank_score_wins_when_present():
     hits = [_hit(SOURCE, rerank=-3.0), _hit(SOURCES[1], rerank=2.0)]
     assert evidence_score("anything", hits) == pytest.approx(1 / (1 + np.exp(-2.0)))
