@@ -22,14 +22,22 @@ from rag.models.embed import BaseEmbedder, model_languages, resolve_model_path
 
 def onnx_cache_dir(model_dir: Path) -> Path:
     """Where the ONNX export of a model folder lives: $RAG_CACHE_DIR or ~/.cache/rag-local, then
-    onnx/<folder>-<hash of its config and weights>/. Never beside the model, which may sit in a
-    read-only site-packages (the bundled MiniLM does)."""
+    onnx/<folder>-<hash of its config, its weights and the exporting libraries' versions>/. Never beside
+    the model, which may sit in a read-only site-packages (the bundled MiniLM does). The versions are in
+    the key because the int8 vectors move with them (cosine ~.99 to fp32 either way, but enough to move a
+    near-threshold evidence score): an upgrade re-exports instead of keeping vectors of the old one."""
     import hashlib
     import re
+    from importlib.metadata import PackageNotFoundError, version
 
     h = hashlib.sha256((model_dir / "config.json").read_bytes())
     for p in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
         h.update(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}".encode())
+    for lib in ("torch", "transformers", "onnx", "onnxruntime"):
+        try:
+            h.update(f"{lib}={version(lib)}".encode())
+        except PackageNotFoundError:
+            h.update(f"{lib}=-".encode())
     base = os.environ.get("RAG_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "rag-local"
     return Path(base).expanduser() / "onnx" / f"{re.sub(r'[^A-Za-z0-9._-]+', '-', model_dir.name)}-{h.hexdigest()[:10]}"
 
