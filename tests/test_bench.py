@@ -101,10 +101,14 @@ def test_quick_json_run_reports_every_key_for_ingested_and_synthetic_sizes(capsy
     assert gen["answers_n"] == 2
     assert gen["answers_generative"] + gen["answers_extractive"] + gen["answers_refused"] == 2
     assert 0 <= gen["answers_fallback"] <= 2
+    # the trust cost is read from the answers' own timings: part of, and at most, the answer time
+    assert 0 < gen["answers_trust_p50_ms"] <= gen["answers_trust_p90_ms"]
+    assert gen["answers_trust_p50_ms"] / 1000 <= gen["answer_p90_s"]
+    assert gen["answers_verifier"] == "offline" and gen["answers_gate"] is False
     table = bench.format_table(results)
     for row in ("decode threads", f"{gen['gen_default_decode_threads']} (", "LlamaCppGenerator.stream",
                 "llama_cpp create_chat_completion(stream=True)", "overhead of the pipeline's generator",
-                "answers (Pipeline.ask, first 2 shipped questions"):
+                "answers (Pipeline.ask, first 2 shipped questions", "of which trust (evidence score, sentence checks"):
         assert row in table, row
 
 
@@ -140,3 +144,14 @@ def test_generation_only_results_print_without_a_size_table_and_judge_answer_tim
     assert slow == {"median answer time ≤ 10 s with the 1.5B model on 2 cores": False}
     elsewhere = {name: met for name, _, met in bench.targets([{**gen, "machine_cpus": 16}])}
     assert list(elsewhere.values()) == [None]  # the target is set on 2 cores: 16 cannot tell
+
+
+def test_trust_cost_target_depends_on_whether_a_model_judges():
+    gen = {"size": None, "machine_cpus": 2, "load_average": 0.1, "gen_model": "tiny.gguf",
+           "answers_trust_p50_ms": 12.0, "answers_gate": False, "answers_verifier": "offline"}
+    assert {n: m for n, _, m in bench.targets([gen])} == {"lexical gate and checks add ≤ 20 ms median per answer": True}
+    judged = {**gen, "answers_trust_p50_ms": 3400.0, "answers_gate": True}
+    assert {n: m for n, _, m in bench.targets([judged])} == {
+        "gate and checks with a model judge add ≤ 3000 ms median per answer": False}
+    llm = {**gen, "answers_trust_p50_ms": 2100.0, "answers_verifier": "llm"}
+    assert list({n: m for n, _, m in bench.targets([llm])}.values()) == [True]
