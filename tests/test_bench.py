@@ -105,10 +105,13 @@ def test_quick_json_run_reports_every_key_for_ingested_and_synthetic_sizes(capsy
     assert 0 < gen["answers_trust_p50_ms"] <= gen["answers_trust_p90_ms"]
     assert gen["answers_trust_p50_ms"] / 1000 <= gen["answer_p90_s"]
     assert gen["answers_verifier"] == "offline" and gen["answers_gate"] is False
+    assert gen["extractive_answers_n"] == 2 and gen["extractive_answers_generative"] == 0
+    assert 0 < gen["extractive_answers_trust_p50_ms"] <= gen["extractive_answers_trust_p90_ms"]
     table = bench.format_table(results)
     for row in ("decode threads", f"{gen['gen_default_decode_threads']} (", "LlamaCppGenerator.stream",
                 "llama_cpp create_chat_completion(stream=True)", "overhead of the pipeline's generator",
-                "answers (Pipeline.ask, first 2 shipped questions", "of which trust (evidence score, sentence checks"):
+                "answers (Pipeline.ask, first 2 shipped questions", "of which trust (evidence score, sentence checks",
+                "the same questions with no model (extractive)"):
         assert row in table, row
 
 
@@ -148,8 +151,11 @@ def test_generation_only_results_print_without_a_size_table_and_judge_answer_tim
 
 def test_trust_cost_target_depends_on_whether_a_model_judges():
     gen = {"size": None, "machine_cpus": 2, "load_average": 0.1, "gen_model": "tiny.gguf",
-           "answers_trust_p50_ms": 12.0, "answers_gate": False, "answers_verifier": "offline"}
+           "answers_trust_p50_ms": 12.0, "answers_gate": False, "answers_verifier": "offline",
+           "extractive_answers_trust_p50_ms": 12.0}
     assert {n: m for n, _, m in bench.targets([gen])} == {"lexical gate and checks add ≤ 20 ms median per answer": True}
+    gen.pop("extractive_answers_trust_p50_ms")
+    assert bench.targets([gen]) == []  # a model that judges nothing: no model-judge target
     judged = {**gen, "answers_trust_p50_ms": 3400.0, "answers_gate": True}
     assert {n: m for n, _, m in bench.targets([judged])} == {
         "gate and checks with a model judge add ≤ 3000 ms median per answer": False}
