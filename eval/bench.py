@@ -991,14 +991,15 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
         gen = pipe.generator
         out["answers_load_s"] = round(time.perf_counter() - t0, 2)
         out["gen_prompt_question"], messages = fixed_prompt(pipe, gen)
-        out.update(answer_times(pipe, shipped_questions(answers)))
+        questions = shipped_questions(answers)
+        out.update(answer_times(pipe, questions))
         out["answers_mode_of_pipeline"] = "generative" if gen is not None else "extractive"
         # The same questions with no model: the lexical path alone (extractive quotes, offline checks),
         # the one the refusal issue holds to 20 ms.
         from rag.pipeline import Pipeline
 
         extractive = Pipeline(pipe.cfg, embedder=pipe.embedder, generator=None, reranker=None)
-        ext = answer_times(extractive, shipped_questions(answers))
+        ext = answer_times(extractive, questions)
         out.update({f"extractive_{k}": v for k, v in ext.items()})
         return messages
 

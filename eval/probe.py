@@ -93,9 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
+    from rag.answer.abstain import evidence_score
     from rag.answer.focus import focus_passages
     from rag.config import load_config
     from rag.models.factory import load_embedder
+    from rag.records import Chunk, Hit
 
     cfg = load_config()
     qs = load_squad(args.dataset)
@@ -113,8 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     docs = {d.source: d.text for d in qs.docs}
     xs, ys = [], []
     for q in train:  # the question with its own paragraph, focused as the product focuses it
-        from rag.records import Chunk, Hit
-
         text = docs[q.gold[0].source]
         hit = Hit(Chunk(id="g", source=q.gold[0].source, text=text, start=0, end=len(text), pages=()), score=1.0)
         passage = focus_passages(q.question, [hit], budget=cfg.passage_tokens, count_tokens=count_tokens)[0]
@@ -130,8 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         vecs = [states(probe_text(q.question, p)) for p in focused]
         scores.append(float(clf.predict_proba(scaler.transform(vecs))[:, 1].max()) if vecs else 0.0)
     states.save()
-    from rag.answer.abstain import evidence_score
-
     lexical = [evidence_score(q.question, hs) for q, hs in zip(report, hits)]
     labels = [int(q.answerable) for q in report]
     judges = [judge_report(f"probe {Path(args.model).name}", scores, report),
