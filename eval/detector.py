@@ -111,7 +111,9 @@ def evaluate(labels: Sequence[int], supports: Sequence[float], threshold: float,
     return out
 
 
-def build_verifier(spec: str, *, use_embedder: bool):
+def build_verifier(spec: str, *, use_embedder: bool, threshold: float | None = None):
+    """The verifier `spec` names; with `threshold`, as the product reads verdicts (the offline one
+    then embeds only where the verdict is not settled without it); without, exact scores."""
     from rag.answer.verify import load_verifier
     from rag.config import load_config
 
@@ -120,7 +122,7 @@ def build_verifier(spec: str, *, use_embedder: bool):
         from rag.models.factory import load_embedder
 
         embedder = load_embedder(load_config())
-    return load_verifier(spec, embedder=embedder)
+    return load_verifier(spec, embedder=embedder, threshold=threshold)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,12 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         examples = load_detector(args.dataset, args.format, with_question=args.with_question)
         if args.format == "begin" and not args.json:
             print("BEGIN labels:", begin_label_counts(args.dataset), "(Generic counts as hallucinated)")
-        verifier = build_verifier(spec, use_embedder=not args.no_embedder)
+        verifier = build_verifier(spec, use_embedder=not args.no_embedder)  # exact scores, for AUROC
         supports = score_examples(verifier, examples)
         labels = [e.label for e in examples]
         groups = split_half(examples) if args.split == "half" else None
         out = evaluate(labels, supports, threshold, split=args.split, groups=groups)
-        flags = check_flags(verifier, examples, threshold)
+        # The product's verdicts, as it computes them (the offline verifier settles at the threshold).
+        product = verifier.at_threshold(threshold) if hasattr(verifier, "at_threshold") else verifier
+        flags = check_flags(product, examples, threshold)
         held = groups[1] if groups else range(len(examples))
         out["checks"] = flag_metrics([labels[i] for i in held], [flags[i] for i in held])
     except RagError as err:

@@ -85,7 +85,8 @@ class Pipeline:
                          embedder=self._embedder if same_index else None,
                          generator=_AUTO if changed & self._GENERATOR_FIELDS else self._generator,
                          reranker=_AUTO if changed & self._RERANKER_FIELDS else self._reranker,
-                         verifier=self._verifier if not (changed & {"verifier"}) and same_index else None)
+                         verifier=self._verifier if not (changed & {"verifier", "support_threshold"}) and same_index
+                         else None)
         if same_index:
             other._index = self._index
         if other._generator is self._generator:
@@ -145,7 +146,8 @@ class Pipeline:
                 from rag.answer.verify import load_verifier
 
                 gen = self.generator if self.cfg.verifier == "llm" else None
-                self._verifier = load_verifier(self.cfg.verifier, embedder=self.embedder, generator=gen)
+                self._verifier = load_verifier(self.cfg.verifier, embedder=self.embedder, generator=gen,
+                                               threshold=self.cfg.support_threshold)
             return self._verifier
 
     def _notice(self, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +337,75 @@ def test_rerank_score_wins_when_present():
 
 def test_should_abstain():
     assert should_abstain(0.2, 0.4) and not should_abstain(0.4, 0.4) and not should_abstain(0.0, 0.0)
+
+
+# --- settled verdicts: the embedding only where it can change the verdict ------------------------
+
+ROOT_DOCS = Path(__file__).resolve().parents[1] / "data" / "docs"
+
+
+class CountingEmbedder(HashEmbedder):
+    """HashEmbedder that counts the texts it is asked to embed."""
+
+    def __init__(self):
+        self.texts = 0
+
+    def embed(self, texts):
+        self.texts += len(texts)
+        return super().embed(texts)
+
+
+def _claims_and_evidence():
+    """Sentences of the sample documents against their own paragraph, another document's paragraph,
+    and with their last content word swapped: supported, unsupported and borderline claims."""
+    from rag.answer.verify import split_sentences
+
+    docs = [(ROOT_DOCS / name).read_text(encoding="utf-8") for name in
+            ("bm25-lexical-retrieval.txt", "embeddings-and-vector-search.md", "glossary.md", "rag-evaluation-zh.txt")]
+    paras = [p for d in docs for p in d.split("\n\n") if len(p) > 200]
+    out = []
+    for i, para in enumerate(paras):
+        other = paras[(i + 7) % len(paras)]
+        for sent in split_sentences(para)[:4]:
+            words = sent.split()
+            swapped = " ".join(words[:-2] + ["tokenizer"] + words[-1:]) if len(words) > 4 else sent
+            out += [(sent, [para]), (sent, [other]), (swapped, [para]), (sent, [other, para])]
+    return out
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.4, 0.5])
+def test_settled_verdicts_equal_the_full_scores_verdicts(threshold):
+    cases = _claims_and_evidence()
+    assert len(cases) > 100
+    full_emb, settled_emb = CountingEmbedder(), CountingEmbedder()
+    full, settled = OfflineVerifier(full_emb), OfflineVerifier(settled_emb, settle_at=threshold)
+    disagreements = [(c, e) for c, e in cases
+                     if (full.support(c, e) >= threshold) != (settled.support(c, e) >= threshold)]
+    assert disagreements == []
+    assert settled_emb.texts < full_emb.texts
+
+
+def test_at_the_product_threshold_most_verdicts_need_no_embedding():
+    from rag.config import Config
+
+    full_emb, settled_emb = CountingEmbedder(), CountingEmbedder()
+    full = OfflineVerifier(full_emb)
+    settled = OfflineVerifier(settled_emb, settle_at=Config().support_threshold)
+    for claim, evidence in _claims_and_evidence():
+        full.support(claim, evidence)
+        settled.support(claim, evidence)
+    assert settled_emb.texts < full_emb.texts / 4
+
+
+def test_settled_score_is_a_lower_bound_of_the_full_score():
+    full, settled = OfflineVerifier(HashEmbedder()), OfflineVerifier(HashEmbedder(), settle_at=0.4)
+    for claim, evidence in _claims_and_evidence()[:80]:
+        assert settled.support(claim, evidence) <= full.support(claim, evidence) + 1e-9
+
+
+def test_load_verifier_passes_the_threshold_and_at_threshold_shares_the_cache():
+    emb = HashEmbedder()
+    v = load_verifier("offline", embedder=emb, threshold=0.4)
+    assert v.settle_at == 0.4
+    twin = OfflineVerifier(emb).at_threshold(0.3)
+    assert twin.settle_at == 0.3 and twin.embedder is emb

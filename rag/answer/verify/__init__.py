@@ -75,11 +75,15 @@ class Verifier(Protocol):
         ...
 
 
-def load_verifier(spec: str, *, embedder: Embedder | None = None, generator: Generator | None = None) -> Verifier:
-    """'offline' | 'nli:<hf name or path>' | 'llm' → a Verifier; errors say what to set instead."""
+def load_verifier(spec: str, *, embedder: Embedder | None = None, generator: Generator | None = None,
+                  threshold: float | None = None) -> Verifier:
+    """'offline' | 'nli:<hf name or path>' | 'llm' → a Verifier; errors say what to set instead.
+
+    `threshold` is the support threshold verdicts are read at: the offline verifier then skips
+    its embedding wherever the verdict is settled without it (`OfflineVerifier`)."""
     spec = (spec or "").strip()
     if spec == "offline":
-        return OfflineVerifier(embedder)
+        return OfflineVerifier(embedder, settle_at=threshold)
     if spec.startswith("nli:"):
         name = spec[4:].strip()
         if not name:

@@ -9,6 +9,12 @@ name-like words that must appear in the evidence (`features`), and — with an e
 similarity to the best evidence window, combined by a logistic model whose constants were
 fitted by `python -m eval.detector --fit`.
 
+Embedding is the costly part (every window of every cited passage), so with `settle_at` (the
+product's support threshold) the similarity is computed only when it could change the verdict:
+its term in the logistic model is bounded, and when the lexical features alone put the score on
+one side of the threshold whatever the similarity, the lower bound is returned, with the same
+verdict the full score would give and no embedding.
+
 Deliberately skipped: contradiction detection beyond numbers and names (this verifier measures
 support, it does not reason).
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,18 +83,35 @@ class OfflineVerifier:
 
     name = "offline"
 
-    def __init__(self, embedder: Embedder | None = None, *, cache_size: int = 4096) -> None:
+    def __init__(self, embedder: Embedder | None = None, *, settle_at: float | None = None,
+                 cache_size: int = 4096) -> None:
         self.embedder = embedder
+        self.settle_at = settle_at  # the verdict threshold; None: always compute the similarity
         self._cache: dict[str, np.ndarray] = {}  # text → embedding; evidence repeats across sentences
         self._cache_size = cache_size
 
+    def at_threshold(self, threshold: float | None) -> OfflineVerifier:
+        """A twin reading verdicts at `threshold` (see `settle_at`), sharing the embedder and its cache."""
+        twin = OfflineVerifier(self.embedder, settle_at=threshold, cache_size=self._cache_size)
+        twin._cache = self._cache
+        return twin
+
     def support(self, claim: str, evidence: Sequence[str]) -> float:
-        feats = self.features(claim, evidence)
+        feats = self.features(claim, evidence, similarity=False)
         if feats.n_tokens == 0 and feats.number_missing == 0:
             return 1.0  # nothing checkable is claimed ("Yes.", "In summary:")
-        return score_features(feats)
+        texts = [t for t in evidence if t and t.strip()]
+        if not self._can_embed(claim, texts):
+            return score_features(feats)
+        low, high = sorted(score_features(replace(feats, similarity=s)) for s in (0.0, 1.0))
+        if self.settle_at is not None and (low >= self.settle_at or high < self.settle_at):
+            return low  # settled: no similarity could move it across the threshold
+        sim = self._similarity(claim, texts, [w for t in texts for w in windows(t)])
+        return score_features(replace(feats, similarity=sim))
 
-    def features(self, claim: str, evidence: Sequence[str]) -> SupportFeatures:
+    def features(self, claim: str, evidence: Sequence[str], *, similarity: bool = True) -> SupportFeatures:
+        """The features of `claim` against `evidence`; `similarity=False` skips the embedding
+        (the field is then None, as without an embedder)."""
         claim_toks = content_tokens(claim)
         texts = [t for t in evidence if t and t.strip()]
         ev_toks_seq = [tokenize(t) for t in texts]
@@ -107,17 +130,21 @@ class OfflineVerifier:
             unsupported_tokens=_unsupported_count(set(claim_toks) - found),
             number_missing=len(miss_nums) / len(nums) if nums else 0.0,
             name_missing=len(miss_names) / len(claim_names) if claim_names else 0.0,
-            similarity=self._similarity(claim, texts, wins),
+            similarity=self._similarity(claim, texts, wins) if similarity else None,
             n_tokens=len(set(claim_toks)),
         )
 
-    def _similarity(self, claim: str, texts: list[str], wins: list[str]) -> float | None:
+    def _can_embed(self, claim: str, texts: list[str]) -> bool:
         emb = self.embedder
         if emb is None or not texts:
-            return None
+            return False
         langs = getattr(emb, "languages", None)
-        if langs is not None and language(claim) not in langs:
-            return None  # an English-only model says nothing useful about a Chinese claim
+        # An English-only model says nothing useful about a Chinese claim.
+        return langs is None or language(claim) in langs
+
+    def _similarity(self, claim: str, texts: list[str], wins: list[str]) -> float | None:
+        if not self._can_embed(claim, texts):
+            return None
         cands = list(dict.fromkeys(wins + texts))
         vecs = self._embed([claim] + cands)
         return float(np.clip(np.max(vecs[1:] @ vecs[0]), 0.0, 1.0))
