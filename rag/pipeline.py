@@ -416,9 +416,11 @@ class Pipeline:
                question: str) -> PyGenerator[str | Retraction, None, tuple[str, str | None]]:
         """Stream the model's answer through the junk guard: yields what is safe to show, returns
         (answer text, None) or ('', why it is junk). Generation stops as soon as junk is seen."""
-        from rag.answer.guard import StreamGuard
+        from rag.answer.guard import StreamGuard, heading_lines
 
-        guard = StreamGuard(question=question, source_names=sorted({h.chunk.source for h in prompt.sources}))
+        guard = StreamGuard(question=question, source_names=sorted({h.chunk.source for h in prompt.sources}),
+                            headings=heading_lines([h.chunk.text for h in prompt.sources]
+                                                   + [p for h in prompt.sources for p in h.chunk.heading_path]))
         pieces = generator.stream(list(prompt.messages), max_tokens=self.cfg.max_answer_tokens,
                                   temperature=self.cfg.temperature)
         try:

@@ -175,3 +175,21 @@ def test_a_counting_loop_is_stopped_early() -> None:
         if guard.done:
             break
     assert guard.done and fed < 60 and guard.finish() == "repetition"
+
+
+def test_a_heading_of_a_source_written_back_is_junk():
+    """Measured with Qwen2.5-Coder-1.5B on the shipped set (zh-021): the PDF's title as the answer."""
+    from rag.answer.guard import heading_lines
+
+    source = "交叉编码器重排序：原理与实践\n第一部分：两阶段检索\n本地问答系统的检索通常分为两个阶段。"
+    heads = heading_lines([source])
+    assert junk_reason("交叉编码器重排序：原理与实践 [3]。", question="它的缺点呢？", final=True, headings=heads) \
+        == "heading-echo"
+    # an answer that quotes a sentence, or says more than the heading, is an answer
+    assert junk_reason("本地问答系统的检索通常分为两个阶段 [1]。", question="检索分几个阶段？", final=True,
+                       headings=heads) is None
+    assert junk_reason("第一部分：两阶段检索讲的是召回和重排序 [1]。", question="第一部分讲什么？", final=True,
+                       headings=heads) is None
+    guard = StreamGuard(question="它的缺点呢？", headings=heads)
+    guard.feed("交叉编码器重排序：原理与实践 [3]。")
+    assert guard.finish() == "heading-echo"

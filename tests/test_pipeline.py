@@ -240,3 +240,11 @@ def test_status_carries_the_index_error_itself(tmp_path, make_cfg, fake_embedder
     other = Pipeline(make_cfg(embed_model="other-model"), embedder=FakeEmbedder(name="other-model"),
                      generator=None).status()
     assert isinstance(other.error, ModelMismatchError) and other.chunks == 0
+
+
+def test_a_source_heading_as_the_whole_answer_is_replaced_by_quotes(collection):
+    cfg, emb = collection
+    gen = FakeGenerator("Quantization [1].")
+    ans = Pipeline(cfg, embedder=emb, generator=gen, reranker=None).ask("How many bits per weight does Q4_K_M store?")
+    assert ans.mode == "extractive" and ans.fallback == "heading-echo"
+    assert "4.8 bits" in ans.text and all(s.supported for s in ans.sentences)

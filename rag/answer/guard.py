@@ -9,6 +9,8 @@ the shipped questions under the first prompt contract, 19 of 27 answers were one
 - `language`: a Chinese question answered in English, or the other way round;
 - `question-echo`: the question restated as a statement with nothing added ("The default port of
   llama-server [1].");
+- `heading-echo`: a heading or title of a source written back as the whole answer (measured with
+  Qwen2.5-Coder-1.5B: "交叉编码器的缺点是什么？" answered "交叉编码器重排序：原理与实践 [3]。");
 - `empty`: nothing, or only punctuation.
 
 `junk_reason(text, …)` is the pure check; `StreamGuard` applies it to a growing text and says how
@@ -18,7 +20,8 @@ skipped: judging whether an answer is *right* (that is the verifier's job, sente
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rag.answer.cite import find_markers, split_sentences, strip_markers
@@ -112,7 +115,35 @@ def _echoes_question(text: str, question: str) -> bool:
     return bool(answer) and answer <= asked and not figures
 
 
-def junk_reason(text: str, *, question: str, source_names: Sequence[str] = (), final: bool = False) -> str | None:
+HEADING_MAX_CHARS = 80  # a longer line is a paragraph, not a heading
+
+
+def _heading_key(text: str) -> str:
+    """A heading compared as written, less case, markers, spaces and punctuation at either end."""
+    key = "".join(unicodedata.normalize("NFKC", strip_markers(text)).casefold().split())
+    punct = {ch for ch in key if unicodedata.category(ch).startswith("P")}
+    return key.strip("".join(punct))
+
+
+def heading_lines(texts: Iterable[str]) -> frozenset[str]:
+    """The short lines of source texts (and heading paths) that end in no sentence punctuation: their
+    titles and headings, as `junk_reason` compares them.
+
+    >>> sorted(heading_lines(["交叉编码器重排序：原理与实践\\n第一部分：两阶段检索\\n检索分为两个阶段。"]))
+    ['交叉编码器重排序:原理与实践', '第一部分:两阶段检索']
+    """
+    out = set()
+    for text in texts:
+        for line in text.splitlines():
+            line = line.strip()
+            if 2 <= len(_WORD.findall(line)) and len(line) <= HEADING_MAX_CHARS and not line.endswith(_SENTENCE_END):
+                out.add(_heading_key(line))
+    out.discard("")
+    return frozenset(out)
+
+
+def junk_reason(text: str, *, question: str, source_names: Sequence[str] = (), final: bool = False,
+                headings: frozenset[str] = frozenset()) -> str | None:
     """Why `text` is not an answer to show, or None. `final`: the text is complete.
 
     >>> junk_reason("[1] [2] [3] [4] [5]", question="What is GGUF?", final=True)
@@ -124,6 +155,11 @@ def junk_reason(text: str, *, question: str, source_names: Sequence[str] = (), f
     >>> junk_reason("The default port of llama-server [1].", question="What is the default port of llama-server?",
     ...             final=True)
     'question-echo'
+    >>> junk_reason("Part 2: How It Works [1].", question="How are passages scored?", final=True,
+    ...             headings=heading_lines(["Part 2: How It Works\\nEach pair is read together."]))
+    'heading-echo'
+
+    `headings`: `heading_lines` of the prompt's sources.
     """
     bare = strip_markers(text)
     words = len(_WORD.findall(bare))
@@ -145,6 +181,8 @@ def junk_reason(text: str, *, question: str, source_names: Sequence[str] = (), f
             return "empty"
         if _echoes_question(bare, question):
             return "question-echo"
+        if headings and _heading_key(bare) in headings:
+            return "heading-echo"
     return None
 
 
@@ -162,6 +200,7 @@ class StreamGuard:
 
     question: str
     source_names: Sequence[str] = ()
+    headings: frozenset[str] = frozenset()  # heading_lines of the sources
     hold_chars: int = HOLD_CHARS
     text: str = ""
     shown: int = 0  # characters of `text` already released
@@ -185,7 +224,8 @@ class StreamGuard:
     def finish(self) -> str | None:
         """The final verdict (None: `answer` is an answer); call once the model has stopped."""
         if self.reason is None:
-            reason = junk_reason(self.answer, question=self.question, source_names=self.source_names, final=True)
+            reason = junk_reason(self.answer, question=self.question, source_names=self.source_names, final=True,
+                                 headings=self.headings)
             if reason is not None:
                 self.reason = reason
         return self.reason
