@@ -111,9 +111,8 @@ def evaluate(labels: Sequence[int], supports: Sequence[float], threshold: float,
     return out
 
 
-def build_verifier(spec: str, *, use_embedder: bool, threshold: float | None = None):
-    """The verifier `spec` names; with `threshold`, as the product reads verdicts (the offline one
-    then embeds only where the verdict is not settled without it); without, exact scores."""
+def build_verifier(spec: str, *, use_embedder: bool):
+    """The verifier `spec` names, scoring exactly (no verdict threshold: AUROC needs every score)."""
     from rag.answer.verify import load_verifier
     from rag.config import load_config
 
@@ -122,7 +121,7 @@ def build_verifier(spec: str, *, use_embedder: bool, threshold: float | None = N
         from rag.models.factory import load_embedder
 
         embedder = load_embedder(load_config())
-    return load_verifier(spec, embedder=embedder, threshold=threshold)
+    return load_verifier(spec, embedder=embedder)
 
 
 # ---------------------------------------------------------------------------------------------
