@@ -246,6 +246,38 @@ def combined_scores(features: Sequence[Sequence[float]], labels: Sequence[int], 
     return out
 
 
+def choose_gate(rows: Sequence[dict], *, abstain_threshold: float, max_false: float = MAX_FALSE_REFUSALS,
+                grid: Sequence[float] = tuple(round(0.3 + 0.01 * i, 2) for i in range(70))) -> dict:
+    """The gate rule (threshold, rescue) with the most correct refusals at ≤ `max_false` false
+    refusals over `rows` ({answerable, evidence, p_yes}), the evidence score refusing below
+    `abstain_threshold` as in the product; among equals the lowest rescue (answers most weak-evidence
+    questions the model vouches for), then the lowest threshold. rescue None: no rescue.
+
+    >>> rows = [{"answerable": a, "evidence": e, "p_yes": p} for a, e, p in
+    ...         [(True, 0.2, 0.9), (True, 0.6, 0.7), (False, 0.6, 0.4), (False, 0.2, 0.6)]]
+    >>> choose_gate(rows, abstain_threshold=0.39, grid=(0.5, 0.65, 0.8))
+    {'threshold': 0.5, 'rescue': 0.65, 'correct_refusals': 1.0, 'false_refusals': 0.0, 'n': 4}
+    """
+    from rag.answer.gate import GateRule
+
+    labels = [bool(r["answerable"]) for r in rows]
+    best: tuple | None = None
+    for t in grid:
+        for rescue in [*(v for v in grid if v >= t), None]:
+            rule = GateRule(t, rescue)
+            refused = [rule.refuses(r["p_yes"], weak=r["evidence"] < abstain_threshold) for r in rows]
+            correct = sum(f for f, a in zip(refused, labels) if not a) / max(1, labels.count(False))
+            false = sum(f for f, a in zip(refused, labels) if a) / max(1, labels.count(True))
+            if false > max_false:
+                continue
+            key = (correct, -(rescue if rescue is not None else 2.0), -t)
+            if best is None or key > best[0]:
+                best = (key, {"threshold": t, "rescue": rescue, "correct_refusals": round(correct, 3),
+                              "false_refusals": round(false, 3), "n": len(rows)})
+    return best[1] if best else {"threshold": 0.0, "rescue": None, "correct_refusals": 0.0, "false_refusals": 0.0,
+                                 "n": len(rows)}
+
+
 def cached_gate(path: Path, report: Sequence[Question], hits: Sequence[Sequence[Hit]], judge) -> list[float]:
     """`judge(question, hits)` for each question, read from and appended to the JSONL cache at `path`."""
     done: dict[str, float] = {}
@@ -284,7 +316,7 @@ def open_pipeline(docs: Sequence[Document], cfg: Config, embedder: Embedder, *,
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.abstention", description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, help="SQuAD 2.0 JSON (or any SQuAD-format file, with --mismatched)")
+    ap.add_argument("--dataset", help="SQuAD 2.0 JSON (or any SQuAD-format file, with --mismatched)")
     ap.add_argument("--mismatched", action="store_true",
                     help="leave a seeded half of the paragraphs out; questions about it must be refused")
     ap.add_argument("--n", type=int, default=200, help="unanswerable and answerable questions reported, each")
@@ -295,9 +327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gate-model", help="a GGUF model that also judges each question (see the docstring)")
     ap.add_argument("--gate-prompt", choices=("product", "passage", "strict"), default="passage")
     ap.add_argument("--gate-passages", type=int, default=3, help="passages judged one by one (--gate-prompt passage)")
+    ap.add_argument("--rows", type=Path, help="with --gate-model: write each reported question's evidence score "
+                                               "and P(yes) to this JSONL file (the input of --choose-gate)")
+    ap.add_argument("--choose-gate", type=Path, nargs="+", metavar="ROWS",
+                    help="choose the gate rule (rag.answer.gate.GateRule) over these --rows files pooled, and stop")
     args = ap.parse_args(argv)
-
     from rag.config import load_config
+
+    if args.choose_gate:
+        rows = [json.loads(line) for f in args.choose_gate for line in f.read_text(encoding="utf-8").splitlines()]
+        print(json.dumps(choose_gate(rows, abstain_threshold=load_config(args.config).abstain_threshold)))
+        return 0
+    if not args.dataset:
+        ap.error("--dataset is required (unless --choose-gate)")
+
     from rag.errors import RagError
     from rag.models.factory import load_embedder
 
@@ -342,6 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         labels = [int(e.answerable) for e in report]
         judges.append(judge_report("combined (2-fold logistic)", combined_scores(
             [(s, g) for s, g in zip(scores, gate)], labels), report))
+        if args.rows:
+            args.rows.write_text("".join(json.dumps({"set": qs.name + suffix, "id": e.id, "answerable": e.answerable,
+                                                     "evidence": round(s, 6), "p_yes": g}) + "\n"
+                                         for e, s, g in zip(report, scores, gate)), encoding="utf-8")
     if args.json:
         print(json.dumps({"n_unanswerable": len(s_unans), "n_answerable": len(s_ans), f"recall_at_{cfg.top_k}": recall,
                           "curve": shown, "chosen": chosen, "at_abstain_threshold": at_product, "judges": judges}))

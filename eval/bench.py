@@ -916,7 +916,7 @@ def answer_times(pipe, questions: Sequence) -> dict:
     t50, t90 = (round(float(v) * 1000, 2) for v in np.percentile(trust, [50, 90])) if trust else (None, None)
     return {"answers_n": len(seconds), "answer_p50_s": p50, "answer_p90_s": p90,
             "answers_trust_p50_ms": t50, "answers_trust_p90_ms": t90,
-            "answers_gate": pipe.cfg.gate_threshold > 0, "answers_verifier": pipe.cfg.verifier,
+            "answers_gate": pipe.gate_rule() is not None, "answers_verifier": pipe.cfg.verifier,
             "answers_fallback": fallback, "answers_refused": modes["refused"],
             "answers_generative": modes["generative"], "answers_extractive": modes["extractive"]}
 

@@ -55,6 +55,7 @@ from eval.harness import hash_documents
 from eval.metrics.calibration import Refuses
 from eval.metrics.retrieval import ndcg_at, recall_at, reciprocal_rank
 from rag.answer.abstain import should_abstain
+from rag.answer.gate import GateRule, gate_rule
 from rag.config import Config, as_dict
 from rag.errors import RagError
 from rag.records import Document
@@ -65,7 +66,7 @@ SCHEMA = 1
 SAMPLE_SEED = 0
 RETRIEVAL_DEPTH = 10  # nDCG@10 needs ten results; the answer itself uses cfg.top_k of them
 # Run-key fields left out: where things live, and the threshold that is applied after the run.
-_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold", "gate_threshold")
+_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold", "gate_threshold", "gate_rescue")
 
 HEADLINE = ("recall@5", "mrr", "ndcg@10", "exact_match", "f1", "answer_recall", "faithfulness",
             "hallucination_rate", "silent_hallucination_rate", "citation_precision", "citation_recall",
@@ -370,14 +371,27 @@ def ranked_keys(retrieved: Sequence[Sequence], gold: Sequence[Gold]) -> list[str
 GATE_RECORD_ONLY = 1e-12  # a gate threshold no P(yes) falls under: the gate asks and records, never refuses
 
 
-def gated(record: dict, gate_threshold: float) -> bool:
-    """Whether the answerability gate refuses this record at `gate_threshold` (0: no gate).
+def gated(record: dict, rule: GateRule | None) -> bool:
+    """Whether the answerability gate refuses this record whatever its evidence score (None: no gate).
 
-    >>> gated({"answerable": 0.2}, 0.5), gated({"answerable": 0.2}, 0.0), gated({}, 0.5)
+    >>> from rag.answer.gate import GateRule
+    >>> gated({"answerable": 0.2}, GateRule(0.5)), gated({"answerable": 0.2}, None), gated({}, GateRule(0.5))
     (True, False, False)
     """
     p = record.get("answerable")
-    return gate_threshold > 0 and p is not None and float(p) < gate_threshold
+    return rule is not None and p is not None and float(p) < rule.threshold
+
+
+def rescued(record: dict, rule: GateRule | None) -> bool:
+    """Whether the gate's P(yes) answers this record even if its evidence score is weak.
+
+    >>> from rag.answer.gate import GateRule
+    >>> rescued({"answerable": 0.8}, GateRule(0.5, 0.75)), rescued({"answerable": 0.8}, GateRule(0.5))
+    (True, False)
+    """
+    p = record.get("answerable")
+    return (rule is not None and rule.rescue is not None and p is not None and float(p) >= rule.threshold
+            and float(p) >= rule.rescue)
 
 
 @dataclass
@@ -392,12 +406,12 @@ class Scored:
 
 
 def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
-          judge: str, refuses: Refuses = should_abstain, gate_threshold: float = 0.0) -> Scored:
+          judge: str, refuses: Refuses = should_abstain, gate: GateRule | None = None) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
     for q, r in zip(questions, records):
-        always = bool(r["model_refused"]) or gated(r, gate_threshold)
-        refused = always or refuses(r["evidence"], abstain_threshold)
+        always = bool(r["model_refused"]) or gated(r, gate)
+        refused = always or (refuses(r["evidence"], abstain_threshold) and not rescued(r, gate))
         ans_text = "" if refused else r["answer"]
         full_text = r["answer"]  # what answering would give, for the curve
         refused_all.append(refused)
@@ -467,8 +481,8 @@ def _round(x: float | None) -> float | None:
 def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[dict], *, cfg: Config,
                  judge: str, model: str | None, key: str, corpus: str, seconds: float,
                  refuses: Refuses = should_abstain) -> dict:
-    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses,
-               gate_threshold=cfg.gate_threshold)
+    gate = gate_rule(cfg.gate_threshold, cfg.gate_rescue, model)
+    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate)
     metrics, n, ci = {}, {}, {}
     for m in HEADLINE:
         vals = sc.values[m]
@@ -488,8 +502,7 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         support["answerable" if q.answerable else "unanswerable"] += [s["support"] for s in r["sentences"]]
     def subset(keep: Sequence[int]) -> dict:
         sub = score([questions[i] for i in keep], [records[i] for i in keep],
-                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses,
-                    gate_threshold=cfg.gate_threshold)
+                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate)
         return {"n": len(keep), **{m: _round(M.share(sub.values[m])) for m in HEADLINE}}
 
     by_type = {t: subset([i for i, q in enumerate(questions) if q.type == t])
@@ -520,7 +533,7 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         "definitions": {m: {"group": g, "over": over, "formula": f} for m, (g, over, f) in DEFINITIONS.items()},
         "abstention": {
             "threshold": cfg.abstain_threshold,
-            "gate": gate_summary(questions, records, cfg.gate_threshold),
+            "gate": gate_summary(questions, records, gate),
             "aurc": _round(M.area_under_risk_coverage(curve)),
             "curve": [{"threshold": p.threshold, "coverage": _round(p.coverage), "risk": _round(p.risk),
                        "correct_refusal_rate": _round(p.correct_refusal_rate),
@@ -540,9 +553,10 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
     }
 
 
-def gate_summary(questions: Sequence[Question], records: Sequence[dict], threshold: float) -> dict | None:
+def gate_summary(questions: Sequence[Question], records: Sequence[dict], rule: GateRule | None) -> dict | None:
     """How the answerability gate's P(yes) separates answerable from unanswerable questions (AUROC), and
     what its threshold alone refuses; None when no record has a gate score."""
+    threshold = rule.threshold if rule is not None else 0.0
     pairs = [(q.answerable, float(r["answerable"])) for q, r in zip(questions, records)
              if r.get("answerable") is not None]
     if not pairs:
@@ -551,7 +565,8 @@ def gate_summary(questions: Sequence[Question], records: Sequence[dict], thresho
     scores = [p for _, p in pairs]
     refused = [p < threshold for p in scores]
     correct, false = M.refusal_rates(refused, [bool(x) for x in labels])
-    return {"threshold": threshold, "n": len(pairs),
+    return {"threshold": threshold, "rescue": rule.rescue if rule is not None else None,
+            "source": rule.source if rule is not None else None, "n": len(pairs),
             "auroc": _round(M.auroc(labels, scores)) if 0 < sum(labels) < len(labels) else None,
             "correct_refusal_rate": _round(correct), "false_refusal_rate": _round(false),
             "answerable": [p for p, a in zip(scores, labels) if a],
@@ -635,9 +650,10 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
 
             cfg = index_documents(es.docs, cfg, embedder, out / "index")
     # Every question gets an answer; the configured thresholds are applied when scoring. The gate still
-    # asks its question (a threshold above 0 turns it on) and records P(yes) without refusing.
-    run_cfg = cfg.with_overrides(abstain_threshold=-math.inf,
-                                 gate_threshold=GATE_RECORD_ONLY if cfg.gate_threshold > 0 else 0.0)
+    # asks its question (when the configured rule has one for the model) and records P(yes) without refusing.
+    asks = gate_rule(cfg.gate_threshold, cfg.gate_rescue, model) is not None
+    run_cfg = cfg.with_overrides(abstain_threshold=-math.inf, gate_threshold=GATE_RECORD_ONLY if asks else 0.0,
+                                 gate_rescue=0.0)
     embedder = MemoEmbedder(embedder)
     if model:
         return Pipeline(run_cfg.with_overrides(llm_model=str(model)), embedder=embedder)

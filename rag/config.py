@@ -64,6 +64,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "n_gpu_layers": (-1, 10_000),  # -1: every layer
     "n_ctx": (0, 1_048_576),  # 0: the model's own context length
+    "gate_threshold": (-1.0, 1.0),  # -1: the model's calibrated rule
+    "gate_rescue": (0.0, 1.0),
 }
 
 
@@ -165,9 +167,12 @@ class Config:
     # verifier score below this flags a sentence (eval.detector: best mean balanced accuracy on HaluEval + BEGIN)
     support_threshold: float = 0.40
     # answerability gate (rag.answer.gate): the generator is asked yes/no whether its passages answer the
-    # question; P(yes) below this refuses. 0 (default) turns it off: Qwen2.5-Coder-0.5B's P(yes) sits at
-    # .27-.47 for every shipped question (AUROC .81, no threshold that helps); calibrate per model first.
-    gate_threshold: float = 0.0
+    # question. -1 (default): the model's calibrated rule (rag.answer.gate.CALIBRATED: the 1.5B has one;
+    # Qwen2.5-Coder-0.5B's P(yes) hardly separates answerable from not, so it has none and is not asked);
+    # 0: off; above 0: P(yes) below this refuses.
+    gate_threshold: float = -1.0
+    # with gate_threshold > 0: P(yes) at or above this answers what the evidence score alone refuses (0: never)
+    gate_rescue: float = 0.0
     verifier: str = "offline"  # offline | nli:<hf name> | llm
 
     # --- distributed ingest (rag.ingest.distributed; the `ray` extra)

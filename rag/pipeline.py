@@ -26,6 +26,7 @@ from rag.errors import IndexStateError, MissingDependencyError, RagError
 from rag.records import Answer, Hit, Mode, Retraction, Status
 
 if TYPE_CHECKING:
+    from rag.answer.gate import GateRule
     from rag.answer.generate import Generator
     from rag.answer.prompt import Prompt
     from rag.answer.rerank import Reranker
@@ -104,6 +105,13 @@ class Pipeline:
 
                 self._embedder = load_embedder(self.cfg)
             return self._embedder
+
+    def gate_rule(self) -> GateRule | None:
+        """The answerability gate's rule for the configured model (rag.answer.gate.gate_rule), or None."""
+        from rag.answer.gate import gate_rule
+
+        return gate_rule(self.cfg.gate_threshold, self.cfg.gate_rescue, getattr(self._generator, "path", None)
+                         or self.cfg.llm_model or None)
 
     @property
     def generator(self) -> Generator | None:
@@ -326,7 +334,10 @@ class Pipeline:
         generator = self.generator
         mode: Mode = "generative" if generator is not None else "extractive"
         timings["evidence"] = round(evidence, 4)
-        if not hits or should_abstain(evidence, self.cfg.abstain_threshold):
+        weak = should_abstain(evidence, self.cfg.abstain_threshold)
+        gate = self.gate_rule() if generator is not None else None
+        # A weak evidence score refuses at once, unless a gate that can overrule it will be asked.
+        if not hits or (weak and (gate is None or gate.rescue is None)):
             yield from self._refusal(question, query, hits, timings)
             return
         t1 = time.perf_counter()
@@ -351,7 +362,7 @@ class Pipeline:
             if not prompt.sources:
                 yield from self._refusal(question, query, hits, timings)
                 return
-            if self.cfg.gate_threshold > 0:
+            if gate is not None:
                 from rag.answer.gate import answerable_probability
 
                 t_gate = time.perf_counter()
@@ -359,9 +370,9 @@ class Pipeline:
                 if p_yes is not None:
                     timings["gate"] = round(time.perf_counter() - t_gate, 4)
                     timings["answerable"] = round(p_yes, 4)
-                    if p_yes < self.cfg.gate_threshold:
-                        yield from self._refusal(question, query, hits, timings)
-                        return
+                if gate.refuses(p_yes, weak=weak):
+                    yield from self._refusal(question, query, hits, timings)
+                    return
             sources = list(prompt.sources)
             raw, junk = yield from self._write(generator, prompt, question)
             if junk is not None:  # one more try with a firmer last line, then the extractive answer

@@ -104,6 +104,50 @@ def test_a_generator_that_cannot_be_asked_is_not_gated(collection):
     assert not ans.refused and "answerable" not in ans.timings
 
 
+# --- the rule: weak evidence, the model's rescue, the per-model default
+
+MEMORY_Q = "How much memory does a 7B model need?"
+MEMORY_A = "A 7B model in Q4_K_M needs about 4.4 GB of memory [1]."
+
+
+@pytest.mark.parametrize("p_yes, refused", [(0.9, False), (0.7, True), (0.3, True)])
+def test_a_confident_yes_answers_what_the_evidence_score_alone_refuses(collection, p_yes, refused):
+    cfg, emb = collection
+    weak = cfg.with_overrides(abstain_threshold=0.999, gate_threshold=0.5, gate_rescue=0.8)  # every score is weak
+    gen = GatedGenerator(MEMORY_A, p_yes=p_yes)
+    ans = Pipeline(weak, embedder=emb, generator=gen, reranker=None).ask(MEMORY_Q)
+    assert ans.refused is refused and len(gen.asked) == 1
+    assert gen.prompts == ([] if refused else [gen.prompts[0]]) and (refused or "4.4 GB" in ans.text)
+
+
+def test_without_a_rescue_weak_evidence_refuses_before_the_model_is_asked(collection):
+    cfg, emb = collection
+    gen = GatedGenerator(MEMORY_A, p_yes=0.99)
+    ans = Pipeline(cfg.with_overrides(abstain_threshold=0.999), embedder=emb, generator=gen,
+                   reranker=None).ask(MEMORY_Q)
+    assert ans.refused and gen.asked == [] and gen.prompts == []  # no prompt read for a refusal
+
+
+class ModelFileGenerator(GatedGenerator):
+    def __init__(self, path: str, p_yes: float) -> None:
+        super().__init__(MEMORY_A, p_yes)
+        self.path = path
+
+
+@pytest.mark.parametrize("file, asked", [("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", True),
+                                         ("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", False)])
+def test_by_default_only_a_calibrated_model_is_asked(collection, make_cfg, file, asked):
+    from rag.answer.gate import CALIBRATED
+
+    cfg, emb = collection
+    rule = CALIBRATED["qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"]
+    gen = ModelFileGenerator(file, p_yes=rule.threshold - 0.05)  # a no from the calibrated model
+    pipe = Pipeline(make_cfg(abstain_threshold=0.0), embedder=emb, generator=gen, reranker=None)
+    assert pipe.cfg.gate_threshold == -1.0  # the shipped default: the model's own rule
+    ans = pipe.ask(MEMORY_Q)
+    assert bool(gen.asked) is asked and ans.refused is asked
+
+
 @pytest.mark.slow
 def test_llama_cpp_yes_probability_is_a_probability(tmp_path):
     pytest.importorskip("llama_cpp")

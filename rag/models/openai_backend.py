@@ -434,10 +434,12 @@ def supports_logprobs(gen: OpenAIGenerator) -> bool:
 
 def load_openai_generator(cfg: Config) -> OpenAIGenerator:
     """The generator for `cfg.llm_backend == "openai"`; raises ServerError when the server is not there."""
+    from rag.answer.gate import gate_rule
+
     kwargs: dict[str, Any] = dict(api_key=api_key_from_env(cfg), context_window=cfg.n_ctx,
                                   temperature=cfg.temperature, seed=cfg.seed, timeout_s=cfg.llm_timeout_s)
     gen = OpenAIGenerator(cfg.llm_base_url, cfg.llm_model, **kwargs)
-    if cfg.gate_threshold > 0 and supports_logprobs(gen):
+    if gate_rule(cfg.gate_threshold, cfg.gate_rescue, cfg.llm_model) is not None and supports_logprobs(gen):
         yes_no = OpenAIYesNoGenerator(cfg.llm_base_url, gen.model, probe=False, **kwargs)
         yes_no.context_window, yes_no.tokenizer, yes_no.name = gen.context_window, gen.tokenizer, gen.name
         return yes_no
