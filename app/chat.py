@@ -169,6 +169,8 @@ def show_answer(answer: Answer, turn: int, ctx: dict) -> None:
                 source_card(hit, hit.label, query=answer.query, key=f"page-{turn}-near-{i}", ctx=ctx)
         return
     band = evidence_of(answer.timings.get("evidence"), ctx)
+    if band == "none":  # answered all the same: the model's gate vouched for passages worded unlike the question
+        band = "weak"
     if band:
         st.caption(f":material/fact_check: {render.md_escape(render.evidence_text(band, ctx.get('lang', 'en')))}")
     if answer.fallback == "unsupported":

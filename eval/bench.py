@@ -893,12 +893,23 @@ def fixed_prompt(pipe, generator) -> tuple[str, list]:
     return q.id, list(prompt.messages)
 
 
+def forget_prefix_states(generator) -> None:
+    """Make a LlamaCppGenerator's next call read its whole prompt: the prefix cache (llama-cpp's
+    LlamaRAMCache) emptied of earlier prompts' states, and the live KV cache's tokens forgotten."""
+    llm = getattr(generator, "llm", None)
+    states = getattr(getattr(llm, "cache", None), "cache_state", None)
+    if states is not None:
+        states.clear()
+    if llm is not None and hasattr(llm, "reset"):
+        llm.reset()
+
+
 def answer_times(pipe, questions: Sequence) -> dict:
     """End-to-end `Pipeline.ask` time per shipped question (follow-ups with their history, as the
     chat sends them), the model already loaded; and how the answers came out."""
     from rag.answer.abstain import evidence_score
 
-    seconds, trust, modes, fallback = [], [], {"generative": 0, "extractive": 0, "refused": 0}, 0
+    seconds, trust, checks, modes, fallback = [], [], [], {"generative": 0, "extractive": 0, "refused": 0}, 0
     for q in questions:
         history = [{"role": role, "content": content} for role, content in q.history]
         t0 = time.perf_counter()
@@ -910,6 +921,7 @@ def answer_times(pipe, questions: Sequence) -> dict:
         t1 = time.perf_counter()
         evidence_score(ans.query, ans.sources)
         trust.append(time.perf_counter() - t1 + sum(ans.timings.get(k, 0.0) for k in ("gate", "verify")))
+        checks.append(time.perf_counter() - t1 + ans.timings.get("verify", 0.0))
         modes[ans.mode] += 1
         fallback += bool(ans.fallback)
     p50, p90 = (round(float(v), 3) for v in np.percentile(seconds, [50, 90])) if seconds else (None, None)
@@ -918,6 +930,7 @@ def answer_times(pipe, questions: Sequence) -> dict:
             "answers_trust_p50_ms": t50, "answers_trust_p90_ms": t90,
             "answers_gate": pipe.gate_rule() is not None, "answers_verifier": pipe.cfg.verifier,
             "answers_fallback": fallback, "answers_refused": modes["refused"],
+            "answers_seconds": [round(v, 4) for v in seconds], "answers_checks_seconds": [round(v, 4) for v in checks],
             "answers_generative": modes["generative"], "answers_extractive": modes["extractive"]}
 
 
@@ -994,6 +1007,24 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
         questions = shipped_questions(answers)
         out.update(answer_times(pipe, questions))
         out["answers_mode_of_pipeline"] = "generative" if gen is not None else "extractive"
+        if gen is not None and pipe.gate_rule() is not None:
+            # The gate's own timing holds the prompt read that the answer then finds in the KV cache:
+            # what it adds is the difference to the same question with the gate off, in pairs, each
+            # ask after the prefix cache is emptied (or the second of a pair would find the first's
+            # passages there: 3.7 s against 12.6 s when the two passes ran one after the other).
+            off_pipe = pipe.with_overrides(gate_threshold=0.0)
+            on_s, off_s = [], []
+            for q in questions:
+                for p, times in ((off_pipe, off_s), (pipe, on_s)):
+                    forget_prefix_states(gen)
+                    times.append(answer_times(p, [q])["answers_seconds"][0])
+            added = [a - b for a, b in zip(on_s, off_s)]
+            out["answers_nogate_p50_s"] = round(float(np.median(off_s)), 3)
+            out["answers_gate_on_paired_p50_s"] = round(float(np.median(on_s)), 3)
+            out["answers_gate_added_p50_ms"] = round(float(np.median(added)) * 1000, 1)
+            trust = [c + d for c, d in zip(out["answers_checks_seconds"], added)]
+            out["answers_trust_p50_ms"], out["answers_trust_p90_ms"] = (
+                round(float(v) * 1000, 2) for v in np.percentile(trust, [50, 90]))
         # The same questions with no model: the lexical path alone (extractive quotes, offline checks),
         # the one the refusal issue holds to 20 ms.
         from rag.pipeline import Pipeline
@@ -1262,9 +1293,16 @@ def format_generation(r: dict) -> list[str]:
                  f"{_fmt(r['answer_p90_s'])} s; {r['answers_generative']} written, {r['answers_fallback']} fell back "
                  f"to extractive, {r['answers_refused']} refused")
     if r.get("answers_trust_p50_ms") is not None:
-        lines.append(f"  of which trust (evidence score{', model gate' if r['answers_gate'] else ''}, sentence checks "
+        gate = ", what the model gate adds" if r["answers_gate"] else ""
+        lines.append(f"  of which trust (evidence score{gate}, sentence checks "
                      f"with the {r['answers_verifier']} verifier): median {_fmt(r['answers_trust_p50_ms'])} ms, "
                      f"p90 {_fmt(r['answers_trust_p90_ms'])} ms")
+    if r.get("answers_gate_added_p50_ms") is not None:
+        lines.append(f"  the same questions in pairs, prefix cache emptied before each: gate off median "
+                     f"{_fmt(r['answers_nogate_p50_s'])} s, on {_fmt(r['answers_gate_on_paired_p50_s'])} s; "
+                     "the gate adds a "
+                     f"median {_fmt(r['answers_gate_added_p50_ms'])} ms per answer (its own timing includes the prompt "
+                     "read that the answer then finds in the KV cache)")
     if r.get("extractive_answers_n"):
         lines.append(f"  the same questions with no model (extractive): median {_fmt(r['extractive_answer_p50_s'])} s; "
                      f"of which evidence score and sentence checks median {_fmt(r['extractive_answers_trust_p50_ms'])} "

@@ -45,7 +45,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,8 @@ from rag.answer.gate import GateRule, gate_rule
 from rag.config import Config, as_dict
 from rag.errors import RagError
 from rag.records import Document
+
+GateFor = Callable[[str], "GateRule | None"]  # a question's gate rule
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = ROOT / "data" / "eval" / "questions.jsonl"
@@ -406,12 +408,13 @@ class Scored:
 
 
 def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
-          judge: str, refuses: Refuses = should_abstain, gate: GateRule | None = None) -> Scored:
+          judge: str, refuses: Refuses = should_abstain, gate: GateFor | None = None) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
     for q, r in zip(questions, records):
-        always = bool(r["model_refused"]) or gated(r, gate)
-        refused = always or (refuses(r["evidence"], abstain_threshold) and not rescued(r, gate))
+        rule = gate(q.question) if gate is not None else None
+        always = bool(r["model_refused"]) or gated(r, rule)
+        refused = always or (refuses(r["evidence"], abstain_threshold) and not rescued(r, rule))
         ans_text = "" if refused else r["answer"]
         full_text = r["answer"]  # what answering would give, for the curve
         refused_all.append(refused)
@@ -481,7 +484,9 @@ def _round(x: float | None) -> float | None:
 def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[dict], *, cfg: Config,
                  judge: str, model: str | None, key: str, corpus: str, seconds: float,
                  refuses: Refuses = should_abstain) -> dict:
-    gate = gate_rule(cfg.gate_threshold, cfg.gate_rescue, model)
+    def gate(question: str) -> GateRule | None:
+        return gate_rule(cfg.gate_threshold, cfg.gate_rescue, model, question)
+
     sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate)
     metrics, n, ci = {}, {}, {}
     for m in HEADLINE:
@@ -553,20 +558,21 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
     }
 
 
-def gate_summary(questions: Sequence[Question], records: Sequence[dict], rule: GateRule | None) -> dict | None:
+def gate_summary(questions: Sequence[Question], records: Sequence[dict], gate: GateFor) -> dict | None:
     """How the answerability gate's P(yes) separates answerable from unanswerable questions (AUROC), and
-    what its threshold alone refuses; None when no record has a gate score."""
-    threshold = rule.threshold if rule is not None else 0.0
+    what its thresholds alone refuse; None when no record has a gate score."""
     pairs = [(q.answerable, float(r["answerable"])) for q, r in zip(questions, records)
              if r.get("answerable") is not None]
+    rules = {q.question: gate(q.question) for q, r in zip(questions, records) if r.get("answerable") is not None}
+    asked = [q for q, r in zip(questions, records) if r.get("answerable") is not None]
     if not pairs:
         return None
     labels = [int(a) for a, _ in pairs]
     scores = [p for _, p in pairs]
-    refused = [p < threshold for p in scores]
+    refused = [gated({"answerable": p}, rules[q.question]) for q, p in zip(asked, scores)]
     correct, false = M.refusal_rates(refused, [bool(x) for x in labels])
-    return {"threshold": threshold, "rescue": rule.rescue if rule is not None else None,
-            "source": rule.source if rule is not None else None, "n": len(pairs),
+    used = sorted({(g.threshold, g.rescue, g.source) for g in rules.values() if g is not None}, key=str)
+    return {"rules": [{"threshold": t, "rescue": r, "source": src} for t, r, src in used], "n": len(pairs),
             "auroc": _round(M.auroc(labels, scores)) if 0 < sum(labels) < len(labels) else None,
             "correct_refusal_rate": _round(correct), "false_refusal_rate": _round(false),
             "answerable": [p for p, a in zip(scores, labels) if a],

@@ -106,12 +106,13 @@ class Pipeline:
                 self._embedder = load_embedder(self.cfg)
             return self._embedder
 
-    def gate_rule(self) -> GateRule | None:
-        """The answerability gate's rule for the configured model (rag.answer.gate.gate_rule), or None."""
+    def gate_rule(self, question: str = "") -> GateRule | None:
+        """The answerability gate's rule for the configured model and this question's script
+        (rag.answer.gate.gate_rule), or None: no gate."""
         from rag.answer.gate import gate_rule
 
         return gate_rule(self.cfg.gate_threshold, self.cfg.gate_rescue, getattr(self._generator, "path", None)
-                         or self.cfg.llm_model or None)
+                         or self.cfg.llm_model or None, question)
 
     @property
     def generator(self) -> Generator | None:
@@ -335,7 +336,7 @@ class Pipeline:
         mode: Mode = "generative" if generator is not None else "extractive"
         timings["evidence"] = round(evidence, 4)
         weak = should_abstain(evidence, self.cfg.abstain_threshold)
-        gate = self.gate_rule() if generator is not None else None
+        gate = self.gate_rule(question) if generator is not None else None
         # A weak evidence score refuses at once, unless a gate that can overrule it will be asked.
         if not hits or (weak and (gate is None or gate.rescue is None)):
             yield from self._refusal(question, query, hits, timings)

@@ -144,6 +144,23 @@ def test_scoring_by_hand():
     assert v["citation_precision"] == [0.5, 0.0]  # no citation at all scores 0 (ALCE)
 
 
+def test_the_gate_rule_is_scored_as_the_pipeline_applies_it():
+    from rag.answer.gate import GateRule
+
+    qs = [Question("a", "q", ("4.4 GB",), (Gold("x.md", 1),)), Question("b", "q", ("linearly",), (Gold("y.md", 1),)),
+          Question("u", "q", ()), Question("v", "q", ())]
+    recs = [record(answer="It needs 4.4 GB.", evidence=0.1, answerable=0.9),  # weak evidence, rescued by the model
+            record(answer="It grows linearly.", evidence=0.1, answerable=0.7),  # weak, the model not sure: refused
+            record(answer="Brazil.", evidence=0.9, answerable=0.3),  # strong evidence, the model says no: refused
+            record(answer="Peru.", evidence=0.9, answerable=0.7)]  # strong, the model not sure: answered
+    rule = GateRule(threshold=0.5, rescue=0.8)
+    v = score(qs, recs, abstain_threshold=0.2, judge="offline", gate=lambda question: rule).values
+    assert v["false_refusal_rate"] == [0.0, 1.0] and v["answer_recall"] == [1.0, 0.0]
+    assert v["correct_refusal_rate"] == [1.0, 0.0]
+    plain = score(qs, recs, abstain_threshold=0.2, judge="offline").values  # no gate: the evidence score alone
+    assert plain["false_refusal_rate"] == [1.0, 1.0] and plain["correct_refusal_rate"] == [0.0, 0.0]
+
+
 def test_llm_judge_faithfulness_counts_claims():
     qs = [Question("a", "q", ("x",))]
     sents = [sentence(True, support=1.0) | {"claims": 3}, sentence(False, support=0.0) | {"claims": 1}]

@@ -140,12 +140,23 @@ def test_by_default_only_a_calibrated_model_is_asked(collection, make_cfg, file,
     from rag.answer.gate import CALIBRATED
 
     cfg, emb = collection
-    rule = CALIBRATED["qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"]
+    rule = CALIBRATED["qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"]["latin"]  # an English question
     gen = ModelFileGenerator(file, p_yes=rule.threshold - 0.05)  # a no from the calibrated model
     pipe = Pipeline(make_cfg(abstain_threshold=0.0), embedder=emb, generator=gen, reranker=None)
     assert pipe.cfg.gate_threshold == -1.0  # the shipped default: the model's own rule
     ans = pipe.ask(MEMORY_Q)
     assert bool(gen.asked) is asked and ans.refused is asked
+
+
+def test_each_script_has_its_own_calibrated_cut(collection, make_cfg):
+    from rag.answer.gate import CALIBRATED
+
+    cfg, emb = collection
+    rules = CALIBRATED["qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"]
+    p = (rules["latin"].threshold + rules["cjk"].threshold) / 2  # a no in English, a yes in Chinese
+    gen = ModelFileGenerator("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", p_yes=p)
+    pipe = Pipeline(make_cfg(abstain_threshold=0.0), embedder=emb, generator=gen, reranker=None)
+    assert pipe.ask(MEMORY_Q).refused and not pipe.ask("KV 缓存有多大？").refused
 
 
 @pytest.mark.slow
