@@ -21,7 +21,7 @@ from rag.pipeline import Pipeline
 # Settings that select each model; everything else may differ between sessions.
 _EMBED_KEYS = ("embed_model", "embed_backend", "embed_device", "embed_batch_size", "embed_languages")
 _GEN_KEYS = ("llm_model", "n_gpu_layers", "n_ctx", "n_threads", "n_threads_batch", "seed", "chat_prefix_cache",
-             "llm_backend", "llm_base_url", "llm_api_key_env", "llm_timeout_s")
+             "weight_repack", "llm_backend", "llm_base_url", "llm_api_key_env", "llm_timeout_s")
 
 
 def _key(cfg: Config, names: tuple[str, ...]) -> str:

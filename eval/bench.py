@@ -961,7 +961,7 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
         import llama_cpp
 
         from rag.answer.prompt import build_prompt, rewrite_messages
-        from rag.models.llama import LlamaCppGenerator, default_decode_threads, physical_cores
+        from rag.models.llama import LlamaCppGenerator, default_decode_threads, model_params, physical_cores
         from rag.testing import write_tiny_gguf
     except ImportError as err:
         return {"gen_note": f"skipped: {err}"}
@@ -1082,8 +1082,9 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
         n_ctx = 2048  # the short conversation prompts of these figures need no more
         cached = LlamaCppGenerator(path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=batch_threads, seed=0,
                                    temperature=0.0)  # prefix cache on
-        plain = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=batch_threads,
-                                seed=0, verbose=False)
+        with model_params(weight_repack=cached.weight_repack):  # as the product loads it
+            plain = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                                    n_threads_batch=batch_threads, seed=0, verbose=False)
         counter = iter(range(10**9))
 
         def fresh_prompt() -> list:  # a new question each call: what a cache can reuse is the shared prefix

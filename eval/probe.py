@@ -52,8 +52,12 @@ class States:
     def __init__(self, model: str, path: Path, *, threads: int = 2) -> None:
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(model, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_LAST,
-                                   n_ctx=2048, n_batch=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+        from rag.models.llama import model_params, weight_repack_default
+
+        with model_params(weight_repack=weight_repack_default()):
+            self.llm = llama_cpp.Llama(model, embedding=True, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_LAST,
+                                       n_ctx=2048, n_batch=2048, n_threads=threads, n_threads_batch=threads,
+                                       verbose=False)
         self.path = path
         self.cache: dict[str, np.ndarray] = {}
         if path.exists():

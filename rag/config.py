@@ -52,6 +52,8 @@ StoreKind = Literal["local", "milvus"]
 EMBED_BACKENDS: tuple[str, ...] = typing.get_args(EmbedBackend)
 FUSIONS: tuple[str, ...] = typing.get_args(Fusion)
 LLM_BACKENDS: tuple[str, ...] = typing.get_args(LlmBackend)
+WeightRepack = Literal["auto", "on", "off"]
+WEIGHT_REPACKS: tuple[str, ...] = typing.get_args(WeightRepack)
 STORES: tuple[str, ...] = typing.get_args(StoreKind)
 # embed_languages: one of these words, or a comma list of the scripts rag.text.language names.
 EMBED_LANGUAGE_WORDS = ("auto", "multi", "all", "multilingual")
@@ -150,15 +152,22 @@ class Config:
     llm_timeout_s: float = 300.0
     n_gpu_layers: int = 0  # 0 = CPU, -1 = offload all (Metal/CUDA builds)
     n_ctx: int = 4096
-    # Decode threads. 0 = physical cores - 1 (at least 1): on a busy 2-core machine all cores decoded
-    # at 0.6-3.4 tokens/s and one thread at 42 (llama.cpp's threads spin-wait on each other), while on
-    # an idle one the second thread adds little (eval.bench reports 1, 2 and all threads).
+    # Decode threads. 0 = per answer: all physical cores when other processes use under a quarter of
+    # a core, else one fewer (rag.models.llama.DecodeThreads). On a busy 2-core machine all cores
+    # decoded at 0.6-3.4 tokens/s and one thread at 42 (llama.cpp's threads spin-wait on each other);
+    # on an idle one, 2 threads decoded the 1.5B model at 12.3 tokens/s and 1 at 6.7 (eval.bench
+    # reports 1, 2 and all threads).
     n_threads: int = 0
     n_threads_batch: int = 0  # prompt-reading threads; 0 = physical cores: reading parallelises well
     temperature: float = 0.1
     seed: int = 0
     max_answer_tokens: int = 512
     chat_prefix_cache: bool = True  # reuse the KV cache of a conversation's shared prefix across turns
+    # llama.cpp's weight repacking into its extra CPU buffer types (AMX tiles, interleaved AVX blocks).
+    # auto = off where the CPU reports AMX: llama-cpp-python 0.3.36's AMX path segfaulted on the first
+    # batched decode on such a VM here, and reading without it ran at the speed seen elsewhere
+    # (rag.models.llama.weight_repack_default).
+    weight_repack: WeightRepack = "auto"
 
     # --- trust
     # evidence below this refuses before generation; through the pipeline on SQuAD 2.0 (200+200):

@@ -71,8 +71,8 @@ class Pipeline:
         self.notices: list[str] = []
 
     _GENERATOR_FIELDS = frozenset({"llm_model", "n_gpu_layers", "n_ctx", "n_threads", "n_threads_batch", "seed",
-                                   "chat_prefix_cache", "llm_backend", "llm_base_url", "llm_api_key_env",
-                                   "llm_timeout_s"})
+                                   "chat_prefix_cache", "weight_repack", "llm_backend", "llm_base_url",
+                                   "llm_api_key_env", "llm_timeout_s"})
     _RERANKER_FIELDS = frozenset({"reranker_model"})
     _INDEX_FIELDS = frozenset({"index_dir", "embed_model", "embed_backend", "embed_device", "embed_languages"})
 

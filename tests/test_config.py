@@ -8,11 +8,12 @@ import typing
 
 import pytest
 
-from rag.config import EMBED_BACKENDS, FUSIONS, LLM_BACKENDS, SCRIPTS, STORES, Config, load_config
+from rag.config import EMBED_BACKENDS, FUSIONS, LLM_BACKENDS, SCRIPTS, STORES, WEIGHT_REPACKS, Config, load_config
 from rag.errors import ConfigError
 from tests.conftest import ROOT
 
-LITERAL_FIELDS = {"embed_backend": EMBED_BACKENDS, "fusion": FUSIONS, "llm_backend": LLM_BACKENDS, "store": STORES}
+LITERAL_FIELDS = {"embed_backend": EMBED_BACKENDS, "fusion": FUSIONS, "llm_backend": LLM_BACKENDS, "store": STORES,
+                  "weight_repack": WEIGHT_REPACKS}
 
 
 def test_the_literal_fields_are_the_ones_tested_here():

@@ -12,7 +12,16 @@ from rag.answer.generate import Generator, complete
 from rag.cli.models import main as models_main
 from rag.config import Config
 from rag.errors import ModelNotFoundError
-from rag.models.llama import LlamaCppGenerator, count_physical_cores, load_generator, physical_cores, resolve_gguf
+from rag.models.llama import (
+    DecodeThreads,
+    LlamaCppGenerator,
+    count_physical_cores,
+    load_generator,
+    model_params,
+    physical_cores,
+    resolve_gguf,
+    weight_repack_default,
+)
 from rag.models.registry import RECOMMENDED, find_recommended
 from rag.testing import write_tiny_gguf
 
@@ -129,6 +138,71 @@ def test_physical_cores():
     two_threads_per_core = "".join(f"processor : {i}\nphysical id : 0\ncore id : {i // 2}\n\n" for i in range(8))
     assert count_physical_cores(two_threads_per_core) == 4
     assert count_physical_cores("processor : 0\nBogoMIPS : 50\n") == 0
+
+
+def test_weight_repack_is_off_only_for_an_amx_build_on_an_amx_cpu():
+    amx = "processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni amx_bf16 amx_tile amx_int8\n\n"
+    amx_build = "CPU : AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | OPENMP = 1 | REPACK = 1 | "
+    assert weight_repack_default(amx, amx_build) is False
+    assert weight_repack_default(amx, amx_build.replace("AMX_INT8 = 1 | ", "")) is True
+    assert weight_repack_default(amx.replace(" amx_bf16 amx_tile amx_int8", ""), amx_build) is True
+    assert weight_repack_default("", amx_build) is True  # no /proc/cpuinfo (macOS, Windows): llama.cpp's default
+
+
+def test_without_repack_llama_cpp_loads_with_its_extra_buffer_types_off(tiny_gguf):
+    import llama_cpp.llama_cpp as lib
+
+    if "use_extra_bufts" not in {f[0] for f in lib.llama_model_params._fields_}:
+        pytest.skip("this llama-cpp-python has no use_extra_bufts model parameter")
+    assert lib.llama_model_default_params().use_extra_bufts
+    with model_params(weight_repack=False):
+        assert not lib.llama_model_default_params().use_extra_bufts
+    assert lib.llama_model_default_params().use_extra_bufts  # put back for every later load
+    off = LlamaCppGenerator(tiny_gguf, n_ctx=256, n_threads=1, seed=7, temperature=0.0, weight_repack=False)
+    on = LlamaCppGenerator(tiny_gguf, n_ctx=256, n_threads=1, seed=7, temperature=0.0, weight_repack=True)
+    assert off.llm.model_params.use_extra_bufts is False and on.llm.model_params.use_extra_bufts is True
+    assert "".join(off.stream(MESSAGES, max_tokens=6)) == "".join(on.stream(MESSAGES, max_tokens=6))
+
+
+class FakeCpu:
+    """/proc/stat and /proc/self/stat as the CPU seconds they add up to, on a fake clock."""
+
+    def __init__(self, others_per_s: float, own_per_s: float = 0.0) -> None:
+        self.t, self.others, self.own = 0.0, others_per_s, own_per_s
+        self.reads = 0
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+    def read(self) -> tuple[float, float]:
+        self.reads += 1
+        return (self.others + self.own) * self.t, self.own * self.t
+
+
+@pytest.mark.parametrize(("others", "own", "threads"), [(0.0, 0.0, 4), (0.0, 1.5, 4), (0.2, 1.0, 4), (0.3, 0.0, 3),
+                                                        (1.0, 0.0, 3)])
+def test_decode_threads_are_all_cores_unless_other_processes_use_a_quarter_core(monkeypatch, others, own, threads):
+    monkeypatch.setattr("rag.models.llama.physical_cores", lambda: 4)
+    cpu = FakeCpu(others, own)
+    d = DecodeThreads(clock=cpu.clock, sleep=cpu.sleep, read=cpu.read)
+    assert d.now() == threads and d.others == pytest.approx(others)
+
+
+def test_decode_threads_sample_at_most_every_two_seconds_and_fall_back_to_one_fewer(monkeypatch):
+    monkeypatch.setattr("rag.models.llama.physical_cores", lambda: 2)
+    cpu = FakeCpu(0.0)
+    d = DecodeThreads(clock=cpu.clock, sleep=cpu.sleep, read=cpu.read)
+    assert d.now() == 2 and cpu.reads == 2
+    cpu.others = 1.0  # a job starts: not seen until the sample is two seconds old
+    cpu.t += 1.0
+    assert d.now() == 2 and cpu.reads == 2
+    cpu.t += 1.0
+    assert d.now() == 1 and cpu.reads == 4
+    unknown = DecodeThreads(clock=cpu.clock, sleep=cpu.sleep, read=lambda: None)  # no /proc (macOS, a container)
+    assert unknown.now() == 1
 
 
 def test_models_list_marks_downloaded_files(tmp_path, capsys):

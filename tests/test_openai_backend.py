@@ -177,8 +177,8 @@ def test_a_real_llama_cpp_server_answers_through_the_backend(tmp_path, make_cfg,
 
     model = write_tiny_gguf(tmp_path / "tiny.gguf")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "512", "--verbose", "false"],
+    proc = subprocess.Popen([sys.executable, "-m", "rag.models.llama_server", "--model", str(model),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--verbose", "false"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"})
     try:
         url = f"http://127.0.0.1:{port}/v1"

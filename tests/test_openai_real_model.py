@@ -1,11 +1,12 @@
 """The same real model in this process and behind a real OpenAI-compatible server gives the same results.
 
-`python -m llama_cpp.server` (llama-cpp-python's `server` extra) serves Qwen2.5-Coder-0.5B-Instruct on
-127.0.0.1; the shipped set's seeded 20 questions run once through the in-process generator and once
-through `llm_backend = "openai"`, over one index. The two runs' 95 % bootstrap intervals of every headline
-metric must overlap: what differs between the two paths is transport (and sampling at temperature 0.1),
-not answers. (Not a paired test: a metric's values are over the questions a run answered, which
-may differ.) Then the server is killed in the middle of an answer: the caller gets a RagError naming the URL.
+`python -m rag.models.llama_server` (llama-cpp-python's `server` extra, with the product's weight-repack
+rule) serves Qwen2.5-Coder-0.5B-Instruct on 127.0.0.1; the shipped set's seeded 20 questions run once
+through the in-process generator and once through `llm_backend = "openai"`, over one index. The two
+runs' 95 % bootstrap intervals of every headline metric must overlap: what differs between the two
+paths is transport (and sampling at temperature 0.1), not answers. (Not a paired test: a metric's
+values are over the questions a run answered, which may differ.) Then the server is killed in the
+middle of an answer: the caller gets a RagError naming the URL.
 
 Slow: 20 answers a run, twice: 256 s on 2 idle cores.
 """
@@ -47,7 +48,7 @@ def model_path() -> str:
 def start_server(model: str, n_ctx: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     # one decode thread and the physical cores for reading, as the in-process default does
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "rag.models.llama_server", "--model", model, "--host", "127.0.0.1",
                              "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "1",
                              "--n_threads_batch", str(max(1, (os.cpu_count() or 2))), "--seed", "0",
                              "--verbose", "false"],

@@ -12,14 +12,16 @@ the vocabulary and does not.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
 import re
 import subprocess
 import threading
+import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -45,7 +47,7 @@ class LlamaCppGenerator:
     def __init__(self, model_path: str | Path, *, n_ctx: int = 4096, n_gpu_layers: int = 0, n_threads: int = 0,
                  n_threads_batch: int = 0,
                  seed: int = 0, temperature: float = 0.1, verbose: bool = False, chat_prefix_cache: bool = True,
-                 cache_bytes: int = 1 << 30) -> None:
+                 cache_bytes: int = 1 << 30, weight_repack: bool | None = None) -> None:
         try:
             import llama_cpp
         except ImportError as err:
@@ -64,14 +66,18 @@ class LlamaCppGenerator:
         self.seed = seed
         self.temperature = temperature
         self.n_gpu_layers = n_gpu_layers
+        # n_threads 0: per answer, all physical cores on an idle machine, one fewer on a busy one
+        self._adaptive = DecodeThreads() if not n_threads and physical_cores() > 1 else None
         self.n_threads = n_threads or default_decode_threads()
         self.n_threads_batch = n_threads_batch or physical_cores()
         self._lock = threading.Lock()
         self._yes_no: tuple[list[int], list[int]] | None = None
+        self.weight_repack = weight_repack_default() if weight_repack is None else weight_repack
         try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                                       n_threads=self.n_threads, n_threads_batch=self.n_threads_batch, seed=seed,
-                                       verbose=verbose)
+            with model_params(weight_repack=self.weight_repack):
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                                           n_threads=self.n_threads, n_threads_batch=self.n_threads_batch,
+                                           seed=seed, verbose=verbose)
         except (ValueError, RuntimeError) as err:  # llama-cpp reports a bad file as "Failed to load model"
             raise ModelNotFoundError(f"could not load GGUF model {str(path)!r}: {err} (fix: check the file is a "
                                      "complete download of a model this llama-cpp-python version supports, "
@@ -104,6 +110,7 @@ class LlamaCppGenerator:
             return  # llama-cpp reads 0 as "unlimited"; here it means no room left
         temp = self.temperature if temperature is None else temperature
         with self._lock:
+            self._set_decode_threads()
             try:
                 chunks = self.llm.create_chat_completion(
                     messages=list(messages),  # type: ignore[arg-type]  # plain dicts are llama_cpp's message TypedDicts
@@ -119,6 +126,17 @@ class LlamaCppGenerator:
                 raise RagError(f"the prompt does not fit the model's context window of {self.context_window} "
                                f"tokens ({err}) (fix: raise n_ctx or lower top_k / chunk_tokens)") from err
 
+
+    def _set_decode_threads(self) -> None:
+        """Under the lock: the adaptive decode thread count for the answer about to be written."""
+        if self._adaptive is None:
+            return
+        n = self._adaptive.now()
+        if n != self.n_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self.llm.ctx, n, self.n_threads_batch)
+            self.n_threads = n
 
     def yes_probability(self, messages: list[Message]) -> float:
         """P(yes) over the yes/no tokens of the first answer token (rag.answer.gate); nothing is sampled
@@ -259,13 +277,139 @@ def load_generator(cfg: Config) -> Generator | None:
     gen = LlamaCppGenerator(path, n_ctx=cfg.n_ctx, n_gpu_layers=cfg.n_gpu_layers, n_threads=cfg.n_threads,
                             n_threads_batch=cfg.n_threads_batch,
                             seed=cfg.seed, temperature=cfg.temperature,
-                            chat_prefix_cache=cfg.chat_prefix_cache)
+                            chat_prefix_cache=cfg.chat_prefix_cache,
+                            weight_repack=None if cfg.weight_repack == "auto" else cfg.weight_repack == "on")
     log.info("generator %s loaded: %s, %d threads, context %d", gen.name, gen.offload, gen.n_threads,
              gen.context_window)
     return gen
 
 
+# --- weight repacking ------------------------------------------------------------------------
+
+_PARAMS_LOCK = threading.Lock()
+
+
+def weight_repack_default(cpuinfo: str | None = None, system_info: str | None = None) -> bool:
+    """Whether llama.cpp may repack weights into its extra CPU buffer types: not when this
+    llama-cpp-python was built with AMX (`llama_print_system_info` says AMX_INT8 = 1, as a native
+    build on such a CPU is) and the CPU reports it.
+
+    Measured on a 2-core Firecracker VM whose CPU reports amx_int8 (llama-cpp-python 0.3.36, built
+    natively there): with repacking, the first decode of more than one token segfaulted in the AMX
+    buffer's kernels, for both Qwen2.5-Coder models, although the kernel granted the AMX permission
+    (arch_prctl), so nothing short of running it tells a working AMX from a broken one. A build
+    without AMX (scripts/setup.sh makes one on such CPUs) keeps its AVX repacking.
+    `weight_repack = "on"` is for machines where AMX works.
+
+    >>> amx = "flags\\t: fpu avx512f amx_bf16 amx_tile amx_int8\\n"
+    >>> weight_repack_default(amx, "AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1"), weight_repack_default(amx, "AVX512 = 1 |")
+    (False, True)
+    >>> weight_repack_default("flags: avx2\\n", "AVX2 = 1 | AMX_INT8 = 1 |")
+    True
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace") if platform.system() == "Linux" else ""
+        except OSError:
+            cpuinfo = ""
+    flags = {w for line in cpuinfo.splitlines() if line.startswith("flags") for w in line.split(":", 1)[-1].split()}
+    if "amx_int8" not in flags:
+        return True
+    if system_info is None:
+        try:
+            import llama_cpp
+        except ImportError:
+            return True
+        system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
+    return "AMX_INT8 = 1" not in system_info
+
+
+@contextlib.contextmanager
+def model_params(*, weight_repack: bool) -> Iterator[None]:
+    """While open, llama_cpp.Llama builds its model parameters with `use_extra_bufts = weight_repack`.
+
+    llama-cpp-python's Llama takes no argument for it (llama.cpp's `--no-repack`), and it reads
+    `llama_cpp.llama_model_default_params()` at the start of its constructor: that function is
+    wrapped for the duration, under a lock so two loads cannot interleave.
+    """
+    import llama_cpp.llama_cpp as lib
+
+    if weight_repack or "use_extra_bufts" not in {f[0] for f in lib.llama_model_params._fields_}:
+        yield
+        return
+    with _PARAMS_LOCK:
+        default = lib.llama_model_default_params
+
+        def without_repack() -> Any:
+            params = default()
+            params.use_extra_bufts = False
+            return params
+
+        lib.llama_model_default_params = without_repack
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = default
+
+
 # --- threads --------------------------------------------------------------------------------
+
+class DecodeThreads:
+    """How many threads to decode with now: every physical core when the rest of the machine is
+    idle, one fewer when something else runs (Config.n_threads = 0).
+
+    Measured here on 2 idle cores (Qwen2.5-Coder-1.5B Q4_K_M, no repack): 1 thread decoded 6.7
+    tokens/s, 2 threads 12.3; with one core kept busy by another process, 1 thread 7.3 and 2 threads
+    1.1 (llama.cpp's decode threads spin-wait on each other, so one preempted thread stalls all).
+    "Something else" is the CPU time other processes used, from /proc/stat minus this process's own
+    (/proc/self/stat), over `window` seconds sampled at most every `every` seconds; a quarter of a
+    core or more counts as busy. Without those files (macOS, Windows), or where this process may
+    use fewer CPUs than the machine has (a container: the others' load cannot be placed), it is
+    always one fewer.
+    """
+
+    def __init__(self, *, window: float = 0.1, every: float = 2.0, busy_cores: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 read: Callable[[], tuple[float, float] | None] | None = None) -> None:
+        self.cores = physical_cores()
+        self.window, self.every, self.busy_cores = window, every, busy_cores
+        self.clock, self.sleep = clock, sleep
+        self.read = read or _cpu_seconds
+        self._at: float | None = None
+        self._threads = max(1, self.cores - 1)
+        self.others = float("nan")  # cores' worth of CPU the other processes used in the last sample
+
+    def now(self) -> int:
+        t = self.clock()
+        if self._at is not None and t - self._at < self.every:
+            return self._threads
+        first = self.read()
+        if first is None:
+            self._at, self._threads = t, max(1, self.cores - 1)
+            return self._threads
+        self.sleep(self.window)
+        second = self.read()
+        self._at = self.clock()
+        if second is None or self._at <= t:
+            return self._threads
+        self.others = max(0.0, (second[0] - first[0]) - (second[1] - first[1])) / (self._at - t)
+        self._threads = self.cores if self.others < self.busy_cores else max(1, self.cores - 1)
+        return self._threads
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds all processes used, CPU seconds this process used), or None where unknown."""
+    try:
+        cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if (os.cpu_count() or 1) > len(os.sched_getaffinity(0)):
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = sum(int(v) for i, v in enumerate(cpu[1:8]) if i not in (3, 4))  # all but idle and iowait
+    return busy / hz, (int(own[11]) + int(own[12])) / hz  # utime, stime
+
 
 def default_decode_threads() -> int:
     """Physical cores minus one, at least one: see Config.n_threads for the measurement behind it.

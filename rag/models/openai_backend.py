@@ -331,8 +331,9 @@ class OpenAIGenerator:
 
     def _unreachable(self, url: str, why: str) -> str:
         return (f"the generation server at {url} did not answer after {self.retries + 1} tries ({why}) (fix: start "
-                "it, e.g. `python -m llama_cpp.server --model MODEL.gguf --port 8080`, or set llm_base_url to "
-                "where it runs; or set llm_backend = \"llamacpp\" to run a GGUF model in this process)")
+                "it, e.g. `python -m rag.models.llama_server --model MODEL.gguf --port 8080` (llama_cpp.server), "
+                "or set llm_base_url to where it runs; or set llm_backend = \"llamacpp\" to run a GGUF model in "
+                "this process)")
 
     def _wait(self, attempt: int, retry_after: float | None, url: str, why: str) -> None:
         delay = min(MAX_BACKOFF_S, retry_after if retry_after is not None else self.backoff_s * 2 ** attempt)
