@@ -1039,7 +1039,9 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
 
     def thread_rows() -> None:
         roles: dict[int, list[str]] = {}
-        for role, n in (("1", 1), ("2", 2), ("all", os.cpu_count() or 1), ("default", threads)):
+        # the product's default (n_threads = 0) is all physical cores on an idle machine, one fewer on a busy one
+        for role, n in (("1", 1), ("2", 2), ("all", os.cpu_count() or 1), ("default when idle", batch_threads),
+                        ("default when busy", threads)):
             roles.setdefault(n, []).append(role)
         rows = []
         for n in sorted(roles):
@@ -1058,6 +1060,7 @@ def generation(work: Path, *, reps: int, gguf: Path | None = None, answers: int 
             gc.collect()
         out["gen_threads"] = rows
         out["gen_default_decode_threads"] = threads
+        out["gen_idle_decode_threads"] = batch_threads
 
     def overhead() -> None:
         gen = LlamaCppGenerator(path, n_threads=threads, n_threads_batch=batch_threads, seed=0, temperature=0.0,

@@ -693,9 +693,9 @@ def evaluate(es: EvalSet, cfg: Config, out: Path, *, judge: str = "offline", mod
         raise RagError(f"no documents for the questions of {es.path} (fix: pass --docs DIR with the collection "
                        "they are about, or --index DIR with an index of it)")
     corpus = index_corpus_sha256(index) if index is not None else corpus_sha256(es)
-    if peer and not (model and judge_model):
-        raise RagError("--peer needs --model (the peer uses the same model) and --judge-model (both sides are "
-                       "judged by the same independent judge)")
+    if peer and not model:
+        raise RagError("--peer needs --model (the peer uses the same model; add --judge-model for an independent "
+                       "judge of both sides)")
     independent_name = f"llm-judge:{Path(judge_model).name}" if judge_model else None
     key = run_key(cfg, es, judge=f"{judge}+{independent_name}+{peer}" if (judge_model or peer) else judge,
                   model=model, corpus=corpus)

@@ -3,7 +3,9 @@
 `--peer naive` answers with LangChain RetrievalQA's default "stuff" prompt over the same top-k
 passages the product retrieves, with the same GGUF model and sampling, and no checks at all: no
 refusal gate, no junk guard, no citations, no verifier. Its answers are judged by the same
-independent judge as the product's (eval.judge), so the two columns compare like with like.
+judge as the product's: the independent one (eval.judge, `--judge-model`), or else the offline
+verifier, which is the product's own, so the product's faithfulness column then grades itself and
+only the gold-based metrics (answer recall, refusals, language) compare like with like.
 The prompt is LangChain's text, reproduced here so the peer needs no LangChain install.
 """
 from __future__ import annotations
@@ -42,7 +44,7 @@ def is_dont_know(text: str) -> bool:
 
 def peer_question(pipe: Any, q: Question, *, independent: Any, max_tokens: int) -> dict:
     """One question through the recipe: a cache record in the shape eval.faithfulness scores."""
-    from eval.faithfulness import RETRIEVAL_DEPTH, independent_verdicts, language_ok
+    from eval.faithfulness import RETRIEVAL_DEPTH, JudgeRule, independent_verdicts, language_ok
     from rag.answer.cite import sentence_citations
     from rag.answer.generate import complete
 
@@ -52,6 +54,7 @@ def peer_question(pipe: Any, q: Question, *, independent: Any, max_tokens: int) 
     text = complete(pipe.generator, stuff_messages(q.question, passages), max_tokens=max_tokens,
                     temperature=pipe.cfg.temperature).strip()
     refused = not text or is_dont_know(text)
+    offline = JudgeRule(pipe.verifier, pipe.cfg.support_threshold)
     sentences, citations = [], []
     if not refused:
         from rag.answer.verify import is_claim
@@ -60,7 +63,10 @@ def peer_question(pipe: Any, q: Question, *, independent: Any, max_tokens: int) 
             row: dict[str, Any] = {"text": s.text, "cited": [], "support": 0.0, "reason": "",
                                    "supported": True,  # the recipe flags nothing: every sentence is shown as is
                                    "faithful": False}
-            if is_claim(s.text):
+            if is_claim(s.text) and independent is None:  # the offline judge: the product's verifier, all passages
+                row["faithful"] = bool(offline(s.text, passages))
+                citations.append({"recall": False, "precise": []})
+            elif is_claim(s.text):
                 row.update(independent_verdicts(s.text, (), passages, independent))
                 citations.append({"recall": False, "precise": []})  # nothing cited: no citation recall
             else:

@@ -93,8 +93,9 @@ def test_quick_json_run_reports_every_key_for_ingested_and_synthetic_sizes(capsy
     assert gen["gen_prompt_tokens"] > 500  # five sources of data/docs, not a stub prompt
     assert gen["gen_same_text"] is True
     threads = {t["decode_threads"]: t for t in gen["gen_threads"]}
-    assert {1, 2, os.cpu_count(), gen["gen_default_decode_threads"]} == set(threads)
-    assert {"1", "2", "all", "default"} == {role for t in threads.values() for role in t["roles"]}
+    assert {1, 2, os.cpu_count(), gen["gen_default_decode_threads"], gen["gen_idle_decode_threads"]} == set(threads)
+    assert {"1", "2", "all", "default when idle", "default when busy"} == {role for t in threads.values()
+                                                                          for role in t["roles"]}
     for t in threads.values():
         for key in ("ttft_ms", "prompt_tokens_per_s", "decode_tokens_per_s"):
             assert isinstance(t[key], number) and t[key] > 0, (t, key)

@@ -299,11 +299,27 @@ def test_baseline_gate_exits_1_when_a_metric_got_worse(tiny_set, make_cfg, tmp_p
     assert [r["metric"] for r in saved["baseline"]["regressions"]][0] == "f1"
 
 
+def test_without_an_independent_judge_the_peer_is_judged_by_the_offline_verifier(tiny_set, make_cfg):
+    from eval.peer import peer_question
+    from rag.pipeline import Pipeline
+    from rag.testing import FakeGenerator
+
+    reply = "Q4_K_M stores about 4.8 bits per weight. It was invented on the moon in 1802 by pirates."
+    pipe = Pipeline(make_cfg(), embedder=FakeEmbedder(), generator=FakeGenerator(reply), reranker=None)
+    pipe.ingest(tiny_set.docs_dir)
+    record = peer_question(pipe, tiny_set.questions[0], independent=None, max_tokens=64)
+    assert record["answer"] == reply and not record["model_refused"]
+    assert [row["faithful"] for row in record["sentences"]] == [True, False]
+    assert all(row["supported"] for row in record["sentences"])  # the recipe flags nothing
+
+
 def test_cli_errors_say_what_to_do(tmp_path, capsys):
     assert F.main(["--dataset", str(tmp_path / "missing.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert F.main(["--judge", "llm"]) == 2
     assert "--model" in capsys.readouterr().err
+    assert F.main(["--peer", "naive", "--out", str(tmp_path / "out")]) == 2
+    assert "--peer needs --model" in capsys.readouterr().err
 
 
 # --- real models -----------------------------------------------------------------------------------
