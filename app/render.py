@@ -156,8 +156,13 @@ def refusal_html(answer: Answer, *, collection: str = "", passages: int = 0, evi
     'Searched for “who won” in 120 passages of the collection “docs”&#46;</div>'
     >>> refusal_html(a, evidence="none").split("<br>")[2]
     'Evidence&#58; none — no passage is close enough to answer from&#46;</div>'
+    >>> from dataclasses import replace
+    >>> refusal_html(replace(a, unmentioned=("Q5_K_S",))).split("<br>")[2]
+    'None of the passages mentions Q5&#95;K&#95;S&#46;</div>'
     """
     lines = [html_text(answer.text), html_text(searched_text(answer, collection=collection, passages=passages))]
+    if answer.unmentioned:
+        lines.append(html_text(text(lang, "unmentioned").format(names=", ".join(answer.unmentioned))))
     if evidence:
         lines.append(html_text(evidence_text(evidence, lang)))
     return (f'<div class="rag-refusal" style="{REFUSAL_STYLE}"><b>{html_text(text(lang, "not_found"))}</b> '

@@ -30,6 +30,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "evidence_strong": "the sources match the question closely",
         "evidence_weak": "the sources match the question only in part; check them",
         "evidence_none": "no passage is close enough to answer from",
+        "unmentioned": "None of the passages mentions {names}.",
     },
     "zh": {
         "tab_chat": "聊天",
@@ -47,6 +48,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "evidence_strong": "来源与问题高度吻合",
         "evidence_weak": "来源只部分吻合问题，请核对",
         "evidence_none": "没有足够接近、可以据以回答的段落",
+        "unmentioned": "没有任何段落提到 {names}。",
     },
 }
 

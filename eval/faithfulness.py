@@ -68,7 +68,7 @@ SCHEMA = 1
 SAMPLE_SEED = 0
 RETRIEVAL_DEPTH = 10  # nDCG@10 needs ten results; the answer itself uses cfg.top_k of them
 # Run-key fields left out: where things live, and the threshold that is applied after the run.
-_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold", "gate_threshold", "gate_rescue")
+_NOT_IN_KEY = ("index_dir", "docs_dir", "abstain_threshold", "gate_threshold", "gate_rescue", "refuse_unmentioned")
 
 HEADLINE = ("recall@5", "mrr", "ndcg@10", "exact_match", "f1", "answer_recall", "faithfulness",
             "hallucination_rate", "silent_hallucination_rate", "citation_precision", "citation_recall",
@@ -338,6 +338,7 @@ def answer_question(pipe, q: Question, *, judge: str, independent=None) -> dict:
         "reranked": pipe.cfg.rerank and pipe.reranker is not None,
         "notices": list(answer.notices), "timings": answer.timings, "fallback": answer.fallback,
         "lang_ok": language_ok(q.question, answer.text), "judged": independent is not None,
+        "unmentioned": list(answer.unmentioned),
     }
 
 
@@ -408,12 +409,14 @@ class Scored:
 
 
 def score(questions: Sequence[Question], records: Sequence[dict], *, abstain_threshold: float,
-          judge: str, refuses: Refuses = should_abstain, gate: GateFor | None = None) -> Scored:
+          judge: str, refuses: Refuses = should_abstain, gate: GateFor | None = None,
+          refuse_unmentioned: bool = True) -> Scored:
     values: dict[str, list[float]] = {m: [] for m in HEADLINE}
     refused_all, wrong_all, evidence_all, always_all = [], [], [], []
     for q, r in zip(questions, records):
         rule = gate(q.question) if gate is not None else None
-        always = bool(r["model_refused"]) or gated(r, rule)
+        always = (bool(r["model_refused"]) or gated(r, rule)
+                  or refuse_unmentioned and bool(r.get("unmentioned")))  # as the pipeline refuses them
         refused = always or (refuses(r["evidence"], abstain_threshold) and not rescued(r, rule))
         ans_text = "" if refused else r["answer"]
         full_text = r["answer"]  # what answering would give, for the curve
@@ -487,7 +490,8 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
     def gate(question: str) -> GateRule | None:
         return gate_rule(cfg.gate_threshold, cfg.gate_rescue, model, question)
 
-    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate)
+    sc = score(questions, records, abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate,
+               refuse_unmentioned=cfg.refuse_unmentioned)
     metrics, n, ci = {}, {}, {}
     for m in HEADLINE:
         vals = sc.values[m]
@@ -507,7 +511,8 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         support["answerable" if q.answerable else "unanswerable"] += [s["support"] for s in r["sentences"]]
     def subset(keep: Sequence[int]) -> dict:
         sub = score([questions[i] for i in keep], [records[i] for i in keep],
-                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate)
+                    abstain_threshold=cfg.abstain_threshold, judge=judge, refuses=refuses, gate=gate,
+                    refuse_unmentioned=cfg.refuse_unmentioned)
         return {"n": len(keep), **{m: _round(M.share(sub.values[m])) for m in HEADLINE}}
 
     by_type = {t: subset([i for i, q in enumerate(questions) if q.type == t])
@@ -659,7 +664,7 @@ def open_pipeline(es: EvalSet, cfg: Config, out: Path, *, index: Path | None, mo
     # asks its question (when the configured rule has one for the model) and records P(yes) without refusing.
     asks = gate_rule(cfg.gate_threshold, cfg.gate_rescue, model) is not None
     run_cfg = cfg.with_overrides(abstain_threshold=-math.inf, gate_threshold=GATE_RECORD_ONLY if asks else 0.0,
-                                 gate_rescue=0.0)
+                                 gate_rescue=0.0, refuse_unmentioned=False)
     embedder = MemoEmbedder(embedder)
     if model:
         return Pipeline(run_cfg.with_overrides(llm_model=str(model)), embedder=embedder)

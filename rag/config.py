@@ -173,6 +173,9 @@ class Config:
     # evidence below this refuses before generation; through the pipeline on SQuAD 2.0 (200+200):
     # 35 % correct, 13.5 % false refusals
     abstain_threshold: float = 0.39
+    # refuse, before any model is asked, a question naming an identifier (Q5_K_S, Qwen2, bge-m3…) that
+    # no retrieved passage mentions (rag.answer.abstain.unmentioned)
+    refuse_unmentioned: bool = True
     # verifier score below this flags a sentence (eval.detector: best mean balanced accuracy on HaluEval + BEGIN)
     support_threshold: float = 0.40
     # answerability gate (rag.answer.gate): the generator is asked yes/no whether its passages answer the

@@ -313,7 +313,7 @@ class Pipeline:
 
     def _stream(self, question: str, history: Sequence[Message],
                 files: Sequence[str] | None) -> Iterator[str | Retraction | Answer]:
-        from rag.answer.abstain import should_abstain
+        from rag.answer.abstain import should_abstain, unmentioned
 
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -335,11 +335,15 @@ class Pipeline:
         generator = self.generator
         mode: Mode = "generative" if generator is not None else "extractive"
         timings["evidence"] = round(evidence, 4)
+        missing = unmentioned(question, [h.chunk.text for h in hits]) if hits else ()
         weak = should_abstain(evidence, self.cfg.abstain_threshold)
         gate = self.gate_rule(question) if generator is not None else None
+        if missing and self.cfg.refuse_unmentioned:  # the question names something no passage mentions
+            yield from self._refusal(question, query, hits, timings, missing)
+            return
         # A weak evidence score refuses at once, unless a gate that can overrule it will be asked.
         if not hits or (weak and (gate is None or gate.rescue is None)):
-            yield from self._refusal(question, query, hits, timings)
+            yield from self._refusal(question, query, hits, timings, missing)
             return
         t1 = time.perf_counter()
         fallback = ""
@@ -361,7 +365,7 @@ class Pipeline:
 
             prompt = prompt_for(False)
             if not prompt.sources:
-                yield from self._refusal(question, query, hits, timings)
+                yield from self._refusal(question, query, hits, timings, missing)
                 return
             if gate is not None:
                 from rag.answer.gate import answerable_probability
@@ -372,7 +376,7 @@ class Pipeline:
                     timings["gate"] = round(time.perf_counter() - t_gate, 4)
                     timings["answerable"] = round(p_yes, 4)
                 if gate.refuses(p_yes, weak=weak):
-                    yield from self._refusal(question, query, hits, timings)
+                    yield from self._refusal(question, query, hits, timings, missing)
                     return
             sources = list(prompt.sources)
             raw, junk = yield from self._write(generator, prompt, question)
@@ -407,16 +411,23 @@ class Pipeline:
                 yield quotes
                 answer = self._finish(question, query, "extractive", quotes, list(hits), hits, timings,
                                       fallback="unsupported")
-        yield answer
+        yield replace(answer, unmentioned=missing)
 
-    def _refusal(self, question: str, query: str, hits: Sequence[Hit],
-                 timings: dict[str, float]) -> Iterator[str | Answer]:
-        """The fixed refusal in the question's language, streamed then answered, with the nearest passages."""
-        from rag.answer.prompt import refusal_text
+    def _refusal(self, question: str, query: str, hits: Sequence[Hit], timings: dict[str, float],
+                 missing: tuple[str, ...] = ()) -> Iterator[str | Answer]:
+        """The fixed refusal in the question's language, streamed then answered, with the nearest
+        passages; `missing`: the question's identifiers no passage mentions, said in a notice."""
+        from rag.answer.prompt import answer_language, refusal_text
 
         text = refusal_text(question)
         yield text
-        yield self._answer(question, query, "refused", text, text, hits, timings)
+        answer = replace(self._answer(question, query, "refused", text, text, hits, timings), unmentioned=missing)
+        if missing and self.cfg.refuse_unmentioned:
+            names = ", ".join(missing)
+            why = (f"检索到的段落都没有提到 {names}，所以没有作答。" if answer_language(question) == "zh" else
+                   f"none of the retrieved passages mentions {names}, so the question was not answered")
+            answer = replace(answer, notices=(*answer.notices, why))
+        yield answer
 
     def _quotes(self, query: str, hits: Sequence[Hit]) -> str:
         """The extractive answer: the no-model mode, and what replaces a model answer not to be shown."""
@@ -532,7 +543,7 @@ def answer_to_json(answer: Answer) -> dict[str, Any]:
     return {
         "question": answer.question, "query": answer.query, "mode": answer.mode, "answer": answer.text,
         "raw_text": answer.raw_text, "invalid_markers": answer.invalid_markers, "notices": list(answer.notices),
-        "fallback": answer.fallback, "realigned": answer.realigned,
+        "fallback": answer.fallback, "realigned": answer.realigned, "unmentioned": list(answer.unmentioned),
         "citations": [{"n": c.n, "chunk_id": c.chunk_id, "source": c.source, "pages": list(c.pages),
                        "page_labels": list(c.page_labels), "quote": c.quote} for c in answer.citations],
         "sentences": [{"text": s.text, "cited": list(s.cited), "support": round(s.support, 4),

@@ -153,6 +153,9 @@ class Answer:
     # answer is extractive, labelled as such. '' when the model's answer was used, or no model ran.
     fallback: str = ""
     realigned: int = 0  # sentences whose markers citation alignment changed (rag.answer.align)
+    # The question's identifiers that no retrieved passage mentions (rag.answer.abstain.unmentioned):
+    # the reason for a refusal when cfg.refuse_unmentioned, else only recorded (the eval scores it).
+    unmentioned: tuple[str, ...] = ()
 
     @property
     def refused(self) -> bool:

@@ -144,6 +144,16 @@ def test_scoring_by_hand():
     assert v["citation_precision"] == [0.5, 0.0]  # no citation at all scores 0 (ALCE)
 
 
+def test_a_question_naming_what_no_passage_mentions_is_scored_as_a_refusal_when_the_rule_is_on():
+    q = Question(id="u", question="What is the size of Q5_K_S?", answers=(), lang="en", type="unanswerable")
+    r = {"model_refused": False, "evidence": 0.9, "answer": "5 GB.", "retrieved": [], "sentences": [],
+         "citations": [], "lang_ok": True, "fallback": "", "unmentioned": ["Q5_K_S"]}
+    on = score([q], [r], abstain_threshold=0.39, judge="offline")
+    off = score([q], [r], abstain_threshold=0.39, judge="offline", refuse_unmentioned=False)
+    assert on.refused == [True] and on.always_refused == [True] and on.values["correct_refusal_rate"] == [1.0]
+    assert off.refused == [False] and off.values["correct_refusal_rate"] == [0.0]
+
+
 def test_the_gate_rule_is_scored_as_the_pipeline_applies_it():
     from rag.answer.gate import GateRule
 

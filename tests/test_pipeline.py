@@ -105,6 +105,24 @@ def test_weak_evidence_refuses_without_calling_the_model(collection, make_cfg):
     assert ans.refused and gen.prompts == [] and "documents" in ans.text.lower()
 
 
+def test_a_question_naming_what_no_passage_mentions_is_refused_before_the_model_is_asked(collection):
+    cfg, emb = collection
+    gen = FakeGenerator("A 7B model in Q5_K_S needs about 4.4 GB of memory [1].")
+    pipe = Pipeline(cfg, embedder=emb, generator=gen, reranker=None)
+    ans = pipe.ask("How much memory does a 7B model in Q5_K_S need?")
+    assert ans.refused and gen.prompts == [] and ans.unmentioned == ("Q5_K_S",)
+    assert any("Q5_K_S" in n for n in ans.notices) and answer_to_json(ans)["unmentioned"] == ["Q5_K_S"]
+    zh = pipe.ask("Q5_K_S 格式的 7B 模型需要多少内存？")
+    assert zh.refused and zh.unmentioned == ("Q5_K_S",) and any("没有提到 Q5_K_S" in n for n in zh.notices)
+    # written differently, the same name is mentioned: answered
+    ok = pipe.ask("How much memory does a 7B model in q4-k-m need?")
+    assert not ok.refused and ok.unmentioned == () and len(gen.prompts) == 1
+    # off: answered, and the name is still recorded (the eval scores the rule from it)
+    off = Pipeline(cfg.with_overrides(refuse_unmentioned=False), embedder=emb, generator=gen, reranker=None)
+    ans = off.ask("How much memory does a 7B model in Q5_K_S need?")
+    assert not ans.refused and ans.unmentioned == ("Q5_K_S",)
+
+
 def test_extractive_mode_cites_and_verifies(collection):
     cfg, emb = collection
     pipe = Pipeline(cfg, embedder=emb, generator=None, reranker=None)
