@@ -222,7 +222,7 @@ def _tuples(data: dict[str, Any], *names: str) -> dict[str, Any]:
 def answer_from_record(data: dict[str, Any]) -> Answer:
     """The Answer `answer_to_record` wrote (fields added later take their defaults).
 
-    >>> a = Answer("q", "q", "refused", "no", "no", notices=("n",))
+    >>> a = Answer("q", "q", "refused", "no", "no", notices=("n",), unmentioned=("Q5_K_S",))
     >>> answer_from_record(answer_to_record(a)) == a
     True
     """
@@ -238,5 +238,6 @@ def answer_from_record(data: dict[str, Any]) -> Answer:
     d["sentences"] = tuple(SentenceCheck(**_tuples(s, "cited")) for s in d.get("sentences", ()))
     d["sources"] = tuple(hit(h) for h in d.get("sources", ()))
     d["notices"] = tuple(d.get("notices", ()))
+    d["unmentioned"] = tuple(d.get("unmentioned", ()))
     d["timings"] = dict(d.get("timings", {}))
     return Answer(**d)

@@ -19,7 +19,8 @@ def answer(n: int = 0) -> Answer:
                   sentences=(SentenceCheck("It needs 4.8 GB.", (1,), 0.9, True, "", 0, 20),),
                   sources=(Hit(chunk, 0.8, bm25_score=3.2, bm25_rank=1, dense_score=0.5, dense_rank=2,
                                fused_score=0.8, paginated=True),),
-                  notices=("reranker unavailable",), timings={"retrieve": 0.01}, fallback="", realigned=1)
+                  notices=("reranker unavailable",), timings={"retrieve": 0.01}, fallback="", realigned=1,
+                  unmentioned=("Q5_K_S",) if n == 2 else ())
 
 
 def test_a_turn_comes_back_exactly_from_a_new_store_object(tmp_path):
