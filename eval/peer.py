@@ -54,7 +54,7 @@ def peer_question(pipe: Any, q: Question, *, independent: Any, max_tokens: int) 
     text = complete(pipe.generator, stuff_messages(q.question, passages), max_tokens=max_tokens,
                     temperature=pipe.cfg.temperature).strip()
     refused = not text or is_dont_know(text)
-    offline = JudgeRule(pipe.verifier, pipe.cfg.support_threshold)
+    offline = JudgeRule(pipe.verifier, pipe.cfg.support_threshold) if independent is None else None
     sentences, citations = [], []
     if not refused:
         from rag.answer.verify import is_claim
@@ -63,11 +63,11 @@ def peer_question(pipe: Any, q: Question, *, independent: Any, max_tokens: int) 
             row: dict[str, Any] = {"text": s.text, "cited": [], "support": 0.0, "reason": "",
                                    "supported": True,  # the recipe flags nothing: every sentence is shown as is
                                    "faithful": False}
-            if is_claim(s.text) and independent is None:  # the offline judge: the product's verifier, all passages
-                row["faithful"] = bool(offline(s.text, passages))
-                citations.append({"recall": False, "precise": []})
-            elif is_claim(s.text):
-                row.update(independent_verdicts(s.text, (), passages, independent))
+            if is_claim(s.text):
+                if offline is not None:  # the offline judge: the product's verifier over all passages
+                    row["faithful"] = bool(offline(s.text, passages))
+                else:
+                    row.update(independent_verdicts(s.text, (), passages, independent))
                 citations.append({"recall": False, "precise": []})  # nothing cited: no citation recall
             else:
                 row["reason"] = "no claim"

@@ -164,9 +164,9 @@ class Config:
     max_answer_tokens: int = 512
     chat_prefix_cache: bool = True  # reuse the KV cache of a conversation's shared prefix across turns
     # llama.cpp's weight repacking into its extra CPU buffer types (AMX tiles, interleaved AVX blocks).
-    # auto = off where the CPU reports AMX: llama-cpp-python 0.3.36's AMX path segfaulted on the first
-    # batched decode on such a VM here, and reading without it ran at the speed seen elsewhere
-    # (rag.models.llama.weight_repack_default).
+    # auto = off for an AMX build on a CPU that reports AMX: llama-cpp-python 0.3.36's AMX path
+    # segfaulted on the first batched decode on such a VM here, and reading without it ran at the
+    # speed seen elsewhere (rag.models.llama.weight_repack_default).
     weight_repack: WeightRepack = "auto"
 
     # --- trust

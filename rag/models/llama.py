@@ -278,7 +278,7 @@ def load_generator(cfg: Config) -> Generator | None:
                             n_threads_batch=cfg.n_threads_batch,
                             seed=cfg.seed, temperature=cfg.temperature,
                             chat_prefix_cache=cfg.chat_prefix_cache,
-                            weight_repack=None if cfg.weight_repack == "auto" else cfg.weight_repack == "on")
+                            weight_repack=weight_repack_for(cfg.weight_repack))
     log.info("generator %s loaded: %s, %d threads, context %d", gen.name, gen.offload, gen.n_threads,
              gen.context_window)
     return gen
@@ -298,7 +298,8 @@ def weight_repack_default(cpuinfo: str | None = None, system_info: str | None = 
     natively there): with repacking, the first decode of more than one token segfaulted in the AMX
     buffer's kernels, for both Qwen2.5-Coder models, although the kernel granted the AMX permission
     (arch_prctl), so nothing short of running it tells a working AMX from a broken one. A build
-    without AMX (scripts/setup.sh makes one on such CPUs) keeps its AVX repacking.
+    made without AMX (CMAKE_ARGS with GGML_NATIVE=OFF and the AVX flags) keeps its AVX repacking;
+    setup does not make one, since per answer it measured about even (the README's *AMX CPUs*).
     `weight_repack = "on"` is for machines where AMX works.
 
     >>> amx = "flags\\t: fpu avx512f amx_bf16 amx_tile amx_int8\\n"
@@ -322,6 +323,11 @@ def weight_repack_default(cpuinfo: str | None = None, system_info: str | None = 
             return True
         system_info = llama_cpp.llama_print_system_info().decode(errors="replace")
     return "AMX_INT8 = 1" not in system_info
+
+
+def weight_repack_for(setting: str) -> bool:
+    """Config.weight_repack ('auto', 'on', 'off') as the flag `model_params` takes."""
+    return weight_repack_default() if setting == "auto" else setting == "on"
 
 
 @contextlib.contextmanager
@@ -376,7 +382,8 @@ class DecodeThreads:
         self.clock, self.sleep = clock, sleep
         self.read = read or _cpu_seconds
         self._at: float | None = None
-        self._threads = max(1, self.cores - 1)
+        self.fewer = max(1, self.cores - 1)  # what a busy machine, or an unknown one, gets
+        self._threads = self.fewer
         self.others = float("nan")  # cores' worth of CPU the other processes used in the last sample
 
     def now(self) -> int:
@@ -385,7 +392,7 @@ class DecodeThreads:
             return self._threads
         first = self.read()
         if first is None:
-            self._at, self._threads = t, max(1, self.cores - 1)
+            self._at, self._threads = t, self.fewer
             return self._threads
         self.sleep(self.window)
         second = self.read()
@@ -393,7 +400,7 @@ class DecodeThreads:
         if second is None or self._at <= t:
             return self._threads
         self.others = max(0.0, (second[0] - first[0]) - (second[1] - first[1])) / (self._at - t)
-        self._threads = self.cores if self.others < self.busy_cores else max(1, self.cores - 1)
+        self._threads = self.cores if self.others < self.busy_cores else self.fewer
         return self._threads
 
 
