@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 
 from rag.errors import RagError
 from rag.records import Document, Page
-from rag.text import language
+from rag.text import sentence_language
 
 FORMATS = ("squad", "cranfield", "jsonl")
 EVAL_DIR = Path(__file__).resolve().parents[1] / "data" / "eval"
@@ -165,7 +165,7 @@ def _json_rows(text: str, path: str | Path) -> list[Any]:
 
 
 def _lang(question: str) -> str:
-    return "zh" if language(question) == "cjk" else "en"
+    return "zh" if sentence_language(question) == "cjk" else "en"
 
 
 # --- question sets --------------------------------------------------------------------------------------

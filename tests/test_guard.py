@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rag.answer.align import align_citations
-from rag.answer.guard import StreamGuard, junk_reason, repetition_start
+from rag.answer.guard import StreamGuard, junk_reason, repetition_start, wrong_language
 from rag.answer.prompt import REFUSAL_ZH, RETRY_NOTE
 from rag.answer.verify import OfflineVerifier
 from rag.ingest.build import ingest
@@ -193,3 +193,13 @@ def test_a_heading_of_a_source_written_back_is_junk():
     guard = StreamGuard(question="它的缺点呢？", headings=heads)
     guard.feed("交叉编码器重排序：原理与实践 [3]。")
     assert guard.finish() == "heading-echo"
+
+
+def test_a_long_name_does_not_make_a_chinese_question_english() -> None:
+    """Seen with Qwen2.5-Coder-0.5B on the shipped set (zh-024): "bge-reranker-v2-m3 有多少层？" was
+    taken for English, so an English answer passed the language check."""
+    question = "bge-reranker-v2-m3 有多少层？"
+    assert wrong_language("The warranty lasts two years from the date of purchase.", question)
+    assert not wrong_language("bge-reranker-v2-m3 有 24 层。", question)  # the name is no language either
+    assert junk_reason("The warranty lasts two years from the date of purchase. [2]", question=question,
+                       final=True) == "language"

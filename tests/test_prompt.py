@@ -201,7 +201,7 @@ def test_history_keeps_recent_turns_within_a_quarter() -> None:
 
 @pytest.mark.parametrize("question, language", [
     ("What is GGUF?", "en"), ("GGUF 量化怎么用？", "zh"), ("它的缺点呢？", "zh"), ("", "en"),
-    ("How do I run 向量 search with llama.cpp?", "en"),
+    ("How do I run 向量 search with llama.cpp?", "en"), ("bge-reranker-v2-m3 有多少层？", "zh"),
 ])
 def test_answer_language(question: str, language: str) -> None:
     assert answer_language(question) == language

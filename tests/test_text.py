@@ -12,7 +12,17 @@ from rag.answer.cite import strip_markers
 from rag.ingest.build import ingest
 from rag.pipeline import Pipeline, answer_to_json
 from rag.testing import FakeEmbedder, FakeGenerator
-from rag.text import ABBREVIATIONS, CJK_CHAR, fold, has_cjk, language, logistic, script_profile, sentence_spans
+from rag.text import (
+    ABBREVIATIONS,
+    CJK_CHAR,
+    fold,
+    has_cjk,
+    language,
+    logistic,
+    script_profile,
+    sentence_language,
+    sentence_spans,
+)
 from tests.conftest import write_docs
 
 MARKER = re.compile(r"\[\d\]")
@@ -162,6 +172,19 @@ def test_script_profile() -> None:
 ])
 def test_language(text: str, expected: str) -> None:
     assert language(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("bge-reranker-v2-m3 有多少层？", "cjk"),  # 13 Latin letters of a name to 4 Han characters
+    ("Sentence-Transformers 的 encode 函数有哪些参数？", "cjk"),
+    ("Tantivy 默认的 k1 是多少？", "cjk"),
+    ("What is 向量?", "latin"),  # an English question about a Chinese word stays English
+    ("How do I run 向量 search with llama.cpp?", "latin"),
+    ("all-MiniLM-L6-v2 Q4_K_M", "latin"),  # nothing but names: the whole text decides
+    ("", "other"),
+])
+def test_sentence_language_sets_names_aside(text: str, expected: str) -> None:
+    assert sentence_language(text) == expected
 
 
 def test_fold() -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from rag.answer.prompt import ANSWER_IN, Prompt, answer_language
-from rag.text import language
+from rag.text import sentence_language
 
 # The last line of the gate's user message, in the question's language, as ANSWER_IN is.
 GATE_QUESTION = {
@@ -74,7 +74,7 @@ class GateRule:
 
 
 # Per-model rules, by GGUF file name (rag.models.registry's `file`), one for CJK questions and one for
-# the others (`rag.text.language`), since the false-refusal target must hold in each language. Chosen
+# the others (`rag.text.sentence_language`), since the false-refusal target must hold in each language. Chosen
 # by `python -m eval.abstention --gate-model M --gate-prompt product --n 50 --rows FILE`, then
 # `--choose-gate FILE` (the most correct refusals at ≤ 10 % false), on shared data only: SQuAD 2.0's
 # half for the Latin rule (.48 correct at .08 false, against the evidence score's .34 at .06) and the
@@ -108,7 +108,7 @@ def gate_rule(threshold: float, rescue: float = 0.0, model_file: str | Path | No
         rules = CALIBRATED.get(Path(model_file).name) if model_file else None
         if not rules:
             return None
-        return rules["cjk" if language(question) == "cjk" else "latin"]
+        return rules["cjk" if sentence_language(question) == "cjk" else "latin"]
     if threshold == 0:
         return None
     return GateRule(threshold, rescue if rescue > 0 else None)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from rag.answer.cite import find_markers, split_sentences, strip_markers
 from rag.answer.prompt import is_refusal
 from rag.index.tokenize import tokenize
-from rag.text import CJK_CHAR, language
+from rag.text import CJK_CHAR, sentence_language, without_names
 
 HOLD_CHARS = 40  # enough text to tell an answer from markers, headers or the wrong language
 # Letters before a language verdict: fewer is noise ("Q4_K_M" opens Chinese answers). While streaming
@@ -59,11 +59,11 @@ def wrong_language(text: str, question: str, *, min_letters: int = LANGUAGE_MIN_
     >>> wrong_language("Q4_K_M", "Q4_K_M 是什么？")
     False
     """
-    cjk, other = _letters(strip_markers(text))
+    cjk, other = _letters(without_names(strip_markers(text)))  # names are no language (bge-reranker-v2-m3)
     if cjk + other < min_letters:
         return False
     share = cjk / (cjk + other)
-    if language(question) == "cjk":
+    if sentence_language(question) == "cjk":
         return share < 0.2  # technical terms in Latin letters are normal inside a Chinese answer
     return share > 0.5
 

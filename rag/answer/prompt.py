@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from rag.answer.cite import neutralise_markers, split_sentences, strip_markers
 from rag.index.tokenize import STOPWORDS
 from rag.records import Hit
-from rag.text import CJK_CHAR, cjk_language, language
+from rag.text import CJK_CHAR, cjk_language, sentence_language
 
 REFUSAL_EN = "The documents do not contain an answer to this question."
 REFUSAL_ZH = "文档中没有找到这个问题的答案。"
@@ -83,15 +83,16 @@ _TAG = re.compile(r"<\s*/?\s*source\b[^<>]*>?|<\|[^|<>]{0,40}\|>", re.IGNORECASE
 
 
 def answer_language(text: str) -> str:
-    """The language of the instructions and the refusal sentence: for CJK text (`rag.text.language`)
-    'zh', 'ja' or 'ko' (`rag.text.cjk_language`), else 'en'.
+    """The language of the instructions and the refusal sentence: for CJK text
+    (`rag.text.sentence_language`, names set aside) 'zh', 'ja' or 'ko' (`rag.text.cjk_language`),
+    else 'en'.
 
     >>> answer_language("GGUF 量化怎么用？"), answer_language("What is GGUF?"), answer_language("")
     ('zh', 'en', 'en')
     >>> answer_language("GGUF の量子化とは？"), answer_language("GGUF 양자화란 무엇인가요?")
     ('ja', 'ko')
     """
-    return cjk_language(text) if language(text) == "cjk" else "en"
+    return cjk_language(text) if sentence_language(text) == "cjk" else "en"
 
 
 def refusal_text(question: str) -> str:
