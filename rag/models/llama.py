@@ -67,9 +67,10 @@ class LlamaCppGenerator:
         self.temperature = temperature
         self.n_gpu_layers = n_gpu_layers
         # n_threads 0: per answer, all physical cores on an idle machine, one fewer on a busy one
-        self._adaptive = DecodeThreads() if not n_threads and physical_cores() > 1 else None
-        self.n_threads = n_threads or default_decode_threads()
-        self.n_threads_batch = n_threads_batch or physical_cores()
+        cores = physical_cores()
+        self._adaptive = DecodeThreads(cores=cores) if not n_threads and cores > 1 else None
+        self.n_threads = n_threads or default_decode_threads(cores)
+        self.n_threads_batch = n_threads_batch or cores
         self._lock = threading.Lock()
         self._yes_no: tuple[list[int], list[int]] | None = None
         self.weight_repack = weight_repack_default() if weight_repack is None else weight_repack
@@ -376,11 +377,11 @@ class DecodeThreads:
 
     def __init__(self, *, window: float = 0.1, every: float = 2.0, busy_cores: float = 0.25,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
-                 read: Callable[[], tuple[float, float] | None] | None = None) -> None:
-        self.cores = physical_cores()
+                 read: Callable[[], tuple[float, float] | None] | None = None, cores: int | None = None) -> None:
+        self.cores = cores or physical_cores()
         self.window, self.every, self.busy_cores = window, every, busy_cores
         self.clock, self.sleep = clock, sleep
-        self.read = read or _cpu_seconds
+        self.read = read or (_cpu_seconds if not _confined() else lambda: None)
         self._at: float | None = None
         self.fewer = max(1, self.cores - 1)  # what a busy machine, or an unknown one, gets
         self._threads = self.fewer
@@ -411,20 +412,24 @@ def _cpu_seconds() -> tuple[float, float] | None:
         own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    if (os.cpu_count() or 1) > len(os.sched_getaffinity(0)):
-        return None
     hz = os.sysconf("SC_CLK_TCK")
     busy = sum(int(v) for i, v in enumerate(cpu[1:8]) if i not in (3, 4))  # all but idle and iowait
     return busy / hz, (int(own[11]) + int(own[12])) / hz  # utime, stime
 
 
-def default_decode_threads() -> int:
-    """Physical cores minus one, at least one: see Config.n_threads for the measurement behind it.
+def _confined() -> bool:
+    """Whether this process may use fewer CPUs than the machine has (a container, `taskset`)."""
+    return hasattr(os, "sched_getaffinity") and (os.cpu_count() or 1) > len(os.sched_getaffinity(0))
+
+
+def default_decode_threads(cores: int | None = None) -> int:
+    """Physical cores (`cores`, else `physical_cores()`) minus one, at least one: see
+    Config.n_threads for the measurement behind it.
 
     Leaving a core free keeps decoding fast when anything else runs (the UI, an ingest, the
     embedder); llama.cpp's decode threads wait on each other, so one preempted thread stalls all.
     """
-    return max(1, physical_cores() - 1)
+    return max(1, (cores or physical_cores()) - 1)
 
 
 def physical_cores() -> int:
