@@ -58,6 +58,7 @@ from rag.answer.abstain import should_abstain
 from rag.answer.gate import GateRule, gate_rule
 from rag.config import Config, as_dict
 from rag.errors import RagError
+from rag.question import has_words
 from rag.records import Document
 
 GateFor = Callable[[str], "GateRule | None"]  # a question's gate rule
@@ -130,6 +131,7 @@ class EvalSet:
     docs_dir: Path | None = None  # documents to ingest (the sample collection) …
     docs: tuple[Document, ...] = ()  # … or documents built from the dataset's passages
     sample: dict = field(default_factory=dict)  # how --limit chose the questions
+    left_out: tuple[str, ...] = ()  # ids of the file's questions no one could ask (no letters or digits)
 
 
 def file_sha256(path: Path) -> str:
@@ -169,7 +171,10 @@ def load_eval_set(path: Path, fmt: str | None = None, *, docs_dir: Path | None =
         raise RagError(f"dataset {path} does not exist (fix: pass --dataset with the path of a questions file)")
     fmt = fmt or ("jsonl" if path.suffix == ".jsonl" else "squad")
     qs = load_qa(path, fmt)
-    questions = list(qs.questions)
+    # A question the product refuses to take (rag.question: no letters or digits; CMRC's trial file has
+    # an empty one) is left out, before sampling, and named in the report rather than ending the run.
+    left_out = tuple(q.id for q in qs.questions if not has_words(q.question))
+    questions = [q for q in qs.questions if has_words(q.question)]
     if not qs.docs:
         docs_dir = Path(docs_dir) if docs_dir else path.parent.parent / "docs"
         if not docs_dir.is_dir():
@@ -183,7 +188,7 @@ def load_eval_set(path: Path, fmt: str | None = None, *, docs_dir: Path | None =
         sample = {"limit": limit, "of": total, "seed": SAMPLE_SEED, "rule": "seeded, half unanswerable"}
     name = "sample" if path.resolve() == DEFAULT_DATASET.resolve() else path.stem
     return EvalSet(name, _shown(path), fmt, tuple(questions), file_sha256(path),
-                   docs_dir=docs_dir if not qs.docs else None, docs=qs.docs, sample=sample)
+                   docs_dir=docs_dir if not qs.docs else None, docs=qs.docs, sample=sample, left_out=left_out)
 
 
 def _shown(path: Path) -> Path:
@@ -528,7 +533,7 @@ def build_report(es: EvalSet, questions: Sequence[Question], records: Sequence[d
         "dataset": {"path": str(es.path), "name": es.name, "format": es.format, "sha256": es.sha256,
                     "corpus_sha256": corpus, "questions": len(questions),
                     "answerable": sum(answerable), "unanswerable": len(questions) - sum(answerable),
-                    "sample": es.sample or None},
+                    "sample": es.sample or None, "left_out": list(es.left_out) or None},
         "mode": "generative" if model else "extractive",
         "judge": judge,
         "models": {"embedder": cfg.embed_model, "reranker": cfg.reranker_model if reranked else None,
@@ -833,6 +838,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"{es.name}: {report['dataset']['questions']} questions ({report['dataset']['answerable']} answerable), "
           f"{report['mode']} mode, judge {report['judge']}, {report['seconds']} s")
+    if es.left_out:
+        print(f"left out, having no letters or digits: {', '.join(es.left_out)}")
     print(format_table(report) if peer_report is None else format_side_by_side(report, peer_report))
     if report["by_direction"]:
         print(format_directions(report))

@@ -54,7 +54,9 @@ def markdown(report: dict) -> str:
         f"{ds['questions']} questions ({ds['answerable']} answerable, {ds['unanswerable']} unanswerable) from "
         f"`{ds['path']}` ({ds['format']}, sha256 `{ds['sha256'][:12]}`, collection `{ds['corpus_sha256'][:12]}`)"
         + (f"; a seeded sample of {sample['limit']} of {sample['of']} (seed {sample['seed']}, {sample['rule']})"
-           if sample else "") + f". Run key `{report['run_key']}`, created {report['created']}, {report['seconds']} s.",
+           if sample else "")
+        + (f"; left out, having no letters or digits: {', '.join(ds['left_out'])}" if ds.get("left_out") else "")
+        + f". Run key `{report['run_key']}`, created {report['created']}, {report['seconds']} s.",
         "",
         "## What the numbers mean",
         "",

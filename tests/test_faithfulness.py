@@ -216,6 +216,23 @@ def test_a_squad_file_is_indexed_from_its_paragraphs(make_cfg, tmp_path):
     assert (tmp_path / "out" / "index.corpus").exists()  # the index is kept for the next run
 
 
+def test_a_question_with_no_letters_is_left_out_and_named(make_cfg, tmp_path):
+    """CMRC 2018's trial file holds an empty question (TRIAL_776_QUERY_4): the product refuses to take
+    it, which ended a 100-question run after 68; it is left out before sampling and named instead."""
+    data = {"data": [{"title": "Memory", "paragraphs": [
+        {"context": "A 7B model in Q4_K_M needs about 4.4 GB of memory.",
+         "qas": [{"id": "m1", "question": "How much memory does a 7B model in Q4_K_M need?",
+                  "answers": [{"text": "4.4 GB", "answer_start": 35}]},
+                 {"id": "m0", "question": " ？ ", "answers": [{"text": "4.4 GB", "answer_start": 35}]}]}]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    es = load_eval_set(path, "squad", limit=2)
+    assert [q.id for q in es.questions] == ["m1"] and es.left_out == ("m0",)
+    report = evaluate(es, make_cfg(), tmp_path / "out", embedder=FakeEmbedder(), progress=False)
+    assert report["dataset"]["questions"] == 1 and report["dataset"]["left_out"] == ["m0"]
+    assert "m0" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
 
 def test_end_to_end_report_plots_and_resume(tiny_set, make_cfg, tmp_path, count_asks, monkeypatch):
     out = tmp_path / "out"
