@@ -167,9 +167,10 @@ def language(text: str) -> Script:
     return "other"
 
 
-# A Latin token that names something rather than being a word of the sentence: digits (Qwen2, 7B),
-# joined parts (bge-reranker-v2-m3, Q4_K_M, llama.cpp) or two capitals (GGUF, MiniLM).
-_LATIN_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]*[A-Za-z0-9])?")
+# A run of Latin letters and digits, its parts joined by - _ . (bge-reranker-v2-m3, Q4_K_M, llama.cpp).
+# It names something rather than being a word of the sentence when it has digits (Qwen2, 7B), joined
+# parts, or two capitals (GGUF, MiniLM). rag.answer.abstain's identifiers are tokens of this shape too.
+LATIN_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]*[A-Za-z0-9])?")
 _NAME_SHAPE = re.compile(r"\d|[-_.]|[A-Z].*[A-Z]")
 
 
@@ -181,7 +182,7 @@ def without_names(text: str) -> str:
     (' 有多少层', 'What is the size of  files?')
     """
     text = unicodedata.normalize("NFKC", text)
-    return _LATIN_TOKEN.sub(lambda m: "" if _NAME_SHAPE.search(m.group()) else m.group(), text)
+    return LATIN_TOKEN.sub(lambda m: "" if _NAME_SHAPE.search(m.group()) else m.group(), text)
 
 
 def sentence_language(text: str) -> Script:

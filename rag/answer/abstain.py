@@ -40,7 +40,7 @@ from rag.answer.verify.features import (
 )
 from rag.index.tokenize import tokenize
 from rag.records import Hit
-from rag.text import language, logistic
+from rag.text import LATIN_TOKEN, language, logistic
 
 # Question words that carry no content ("how many", "what kind of", "name the …").
 _QUESTION_WORDS = frozenset("mani much kind type name year call".split())
@@ -153,7 +153,6 @@ def hit_evidence(question: str, hit: Hit) -> float:
 
 # --- identifiers the passages never mention -------------------------------------------------------
 
-_ID_TOKEN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.\-]*[A-Za-z0-9])?")
 _MIXED = re.compile(r"(?=.*[A-Za-z])(?=.*\d)")
 _NOT_AN_ID = re.compile(r"\d+(?:st|nd|rd|th|s|am|pm)", re.IGNORECASE)  # 18th, 1990s, 5pm
 
@@ -169,7 +168,7 @@ def identifiers(question: str) -> list[str]:
     ['Qwen2', '7B']
     """
     out = []
-    for tok in _ID_TOKEN.findall(unicodedata.normalize("NFKC", question)):
+    for tok in LATIN_TOKEN.findall(unicodedata.normalize("NFKC", question)):
         parts = re.split(r"[-_.]", tok)
         if any(_MIXED.match(p) and not _NOT_AN_ID.fullmatch(p) for p in parts):
             out.append(tok)
